@@ -1,0 +1,47 @@
+# Two commands from a fresh clone: `make run` serves the default model, `make test` runs the suite.
+# Each creates .venv if there is none and installs what it needs from pyproject.toml.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?= models/model.npz
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test bench lint train clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One stamp per extra: re-installs when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[$*]'
+	touch $@
+
+$(VENV)/.installed-serve: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(MODEL): | $(VENV)/.installed-train
+	$(PY) -m training --out $(MODEL)
+
+train: $(VENV)/.installed-train
+	$(PY) -m training --out $(MODEL)
+
+run: $(VENV)/.installed-train $(MODEL)
+	SENSOR_MODEL_PATH=$(MODEL) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) service.wsgi:app
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed-dev
+	$(PY) -m bench
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) models reports bench/results
