@@ -1,0 +1,31 @@
+"""The sensor classifier's model: a numpy MLP, its training parts and its safe `.npz` artifact."""
+
+from model.artifact import FORMAT_VERSION, ArtifactError, Classifier, load
+from model.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    log_loss,
+    log_softmax,
+    reliability_bins,
+    softmax,
+)
+from model.network import MLP
+from model.normalization import Standardizer
+from model.optimizers import SGD, Adam
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MLP",
+    "SGD",
+    "Adam",
+    "ArtifactError",
+    "Classifier",
+    "Standardizer",
+    "expected_calibration_error",
+    "fit_temperature",
+    "load",
+    "log_loss",
+    "log_softmax",
+    "reliability_bins",
+    "softmax",
+]

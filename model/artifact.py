@@ -1,0 +1,392 @@
+"""The trained classifier and its `.npz` artifact: atomic save, safe validated load, content version."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from model.calibration import softmax
+from model.network import MLP
+from model.normalization import Standardizer
+
+FORMAT_VERSION = 1
+# Readings are pushed through the network in chunks so that a batch of millions needs only
+# a few MB of intermediate activations.
+_CHUNK_ROWS = 32_768
+# Far above any sensible model of this kind; refuses zip bombs before decompressing them.
+_MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+_STRING_KEYS = ("features", "units", "classes")
+_FLOAT_KEYS = ("mean", "scale", "feature_min", "feature_max")
+
+
+class ArtifactError(Exception):
+    """A model artifact is missing, unreadable or invalid; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Classifier:
+    """Everything needed to serve: network, normalization, calibration and what the inputs mean.
+
+    feature_min, feature_max : ndarray of shape (n_features,), the range seen in training
+    temperature : calibration temperature; probabilities are ``softmax(logits / temperature)``
+    metadata : JSON-serializable training facts (configuration, data, metrics, creation time)
+    """
+
+    network: MLP
+    standardizer: Standardizer
+    classes: tuple[str, ...]
+    features: tuple[str, ...]
+    units: tuple[str, ...]
+    feature_min: NDArray[np.float64]
+    feature_max: NDArray[np.float64]
+    temperature: float = 1.0
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "features", tuple(str(f) for f in self.features))
+        object.__setattr__(self, "units", tuple(str(u) for u in self.units))
+        for name in ("feature_min", "feature_max"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        object.__setattr__(self, "temperature", float(self.temperature))
+        _check(self)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @cached_property
+    def version(self) -> str:
+        """A digest of everything that decides predictions; metadata (e.g. timestamps) is left out."""
+        digest = hashlib.sha256()
+        for key, value in sorted(_arrays(self, with_metadata=False).items()):
+            digest.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        return digest.hexdigest()[:16]
+
+    @cached_property
+    def _inference_layers(self) -> tuple[list[NDArray[np.floating]], list[NDArray[np.floating]]]:
+        # The temperature is folded into the output layer once, so calibrated inference costs
+        # nothing extra per reading.
+        coefs = list(self.network.coefs)
+        intercepts = list(self.network.intercepts)
+        coefs[-1] = (coefs[-1] / self.temperature).astype(coefs[-1].dtype)
+        intercepts[-1] = (intercepts[-1] / self.temperature).astype(intercepts[-1].dtype)
+        return coefs, intercepts
+
+    def _raw_logits(self, X: NDArray[np.float64], calibrated: bool) -> NDArray[np.floating]:
+        coefs, intercepts = (
+            self._inference_layers
+            if calibrated
+            else (
+                self.network.coefs,
+                self.network.intercepts,
+            )
+        )
+        # Standardize in float64 (raw readings can be large with a small spread), then run
+        # the network in its own dtype.
+        H = self.standardizer.transform(X).astype(self.network.dtype, copy=False)
+        last = len(coefs) - 1
+        for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
+            H = H @ W
+            H += b
+            if i < last:
+                np.maximum(H, 0, out=H)
+        return H
+
+    def _as_readings(self, X: ArrayLike) -> NDArray[np.float64]:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected readings of shape (n, {self.n_features}) for features "
+                f"{', '.join(self.features)}; got shape {X.shape}"
+            )
+        return X
+
+    def _chunked(
+        self, X: ArrayLike, per_chunk: Callable[[NDArray[np.float64]], NDArray[np.floating]]
+    ) -> NDArray[np.float64]:
+        X = self._as_readings(X)
+        out = np.empty((X.shape[0], self.n_classes), dtype=np.float64)
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            stop = start + _CHUNK_ROWS
+            out[start:stop] = per_chunk(X[start:stop])
+        return out
+
+    def logits(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Uncalibrated logits of raw readings ``X`` (n_samples, n_features).
+
+        Returns an ndarray of shape (n_samples, n_classes).
+        """
+        return self._chunked(X, lambda chunk: self._raw_logits(chunk, calibrated=False))
+
+    def predict_proba(self, X: ArrayLike, calibrated: bool = True) -> NDArray[np.float64]:
+        """Class probabilities of raw readings ``X`` (n_samples, n_features).
+
+        Returns float64 of shape (n_samples, n_classes), rows summing to 1, calibrated by the
+        stored temperature unless ``calibrated=False``.
+        """
+        return self._chunked(
+            X, lambda chunk: softmax(self._raw_logits(chunk, calibrated).astype(np.float64))
+        )
+
+    def predict(self, X: ArrayLike) -> NDArray[np.intp]:
+        """Index into ``classes`` of the most probable class of each reading -> (n_samples,)."""
+        indices: NDArray[np.intp] = self.logits(X).argmax(axis=1)
+        return indices
+
+    def in_training_range(self, X: ArrayLike) -> NDArray[np.bool_]:
+        """Whether every feature of each reading lies within the range seen in training -> (n_samples,)."""
+        X = self._as_readings(X)
+        within: NDArray[np.bool_] = np.all(
+            (self.feature_min <= X) & (self.feature_max >= X), axis=1
+        )
+        return within
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the artifact atomically: a reader sees the old file or the new one, never a mix.
+
+        The data goes to a temporary file in the same directory, is flushed and fsynced, then
+        ``os.replace`` puts it in place; a crash at any point leaves the previous file intact.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, allow_pickle=False, **_arrays(self, with_metadata=True))
+                f.flush()
+                os.fchmod(f.fileno(), 0o644)
+                os.fsync(f.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        # Make the rename itself durable.
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _arrays(clf: Classifier, with_metadata: bool) -> dict[str, NDArray[Any]]:
+    arrays: dict[str, NDArray[Any]] = {
+        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "n_layers": np.array(len(clf.network.coefs), dtype=np.int64),
+        "features": np.array(clf.features, dtype=np.str_),
+        "units": np.array(clf.units, dtype=np.str_),
+        "classes": np.array(clf.classes, dtype=np.str_),
+        "mean": np.asarray(clf.standardizer.mean, dtype=np.float64),
+        "scale": np.asarray(clf.standardizer.scale, dtype=np.float64),
+        "feature_min": clf.feature_min,
+        "feature_max": clf.feature_max,
+        "temperature": np.array(clf.temperature, dtype=np.float64),
+    }
+    for i, (W, b) in enumerate(zip(clf.network.coefs, clf.network.intercepts, strict=True)):
+        arrays[f"coef_{i}"] = W
+        arrays[f"intercept_{i}"] = b
+    if with_metadata:
+        arrays["metadata"] = np.array(
+            json.dumps(dict(clf.metadata), allow_nan=False, sort_keys=True)
+        )
+    return arrays
+
+
+def _check(clf: Classifier) -> None:
+    """Raise ValueError naming the first inconsistency; shared by construction and loading."""
+    n_features, n_classes = len(clf.features), len(clf.classes)
+    if n_features < 1:
+        raise ValueError("the model has no features")
+    if n_classes < 2:
+        raise ValueError(f"the model needs at least two classes, has {n_classes}")
+    for kind, names in (("feature", clf.features), ("class", clf.classes)):
+        if len(set(names)) != len(names) or any(not name for name in names):
+            raise ValueError(f"{kind} names must be unique and non-empty: {list(names)}")
+    if len(clf.units) != n_features:
+        raise ValueError(f"{len(clf.units)} units for {n_features} features")
+    sizes = clf.network.layer_sizes
+    if sizes[0] != n_features or sizes[-1] != n_classes:
+        raise ValueError(
+            f"layer shapes {list(sizes)} do not chain from {n_features} features to {n_classes} classes"
+        )
+    if not all(np.issubdtype(p.dtype, np.floating) for p in clf.network.params):
+        raise ValueError("weights must be floating point")
+    for name, value in (
+        ("mean", clf.standardizer.mean),
+        ("scale", clf.standardizer.scale),
+        ("feature_min", clf.feature_min),
+        ("feature_max", clf.feature_max),
+    ):
+        if np.shape(value) != (n_features,):
+            raise ValueError(f"{name} has shape {np.shape(value)}, expected ({n_features},)")
+    for i, p in enumerate(clf.network.params):
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"non-finite weight in parameter array {i}")
+    for name, value in (
+        ("mean", clf.standardizer.mean),
+        ("scale", clf.standardizer.scale),
+        ("feature_min", clf.feature_min),
+        ("feature_max", clf.feature_max),
+    ):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"non-finite value in {name}")
+    if not np.all(np.asarray(clf.standardizer.scale) > 0):
+        raise ValueError("normalization scale must be positive")
+    if np.any(clf.feature_min > clf.feature_max):
+        raise ValueError("feature_min exceeds feature_max")
+    if not (np.isfinite(clf.temperature) and clf.temperature > 0):
+        raise ValueError(
+            f"calibration temperature must be positive and finite, got {clf.temperature}"
+        )
+
+
+def load(path: str | os.PathLike[str]) -> Classifier:
+    """Load and validate an artifact written by ``Classifier.save``; never unpickles.
+
+    Raises ArtifactError naming the file and the problem: missing, empty, truncated, not a zip,
+    wrong format version, missing key, shape mismatch, pickled object, non-finite value.
+    """
+    path = Path(path)
+
+    def fail(problem: str) -> ArtifactError:
+        return ArtifactError(f"model artifact {path}: {problem}")
+
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise fail("file does not exist") from None
+    except OSError as exc:
+        raise fail(f"cannot read file ({exc.strerror})") from None
+    if path.is_dir():
+        raise fail("is a directory, not a file")
+    if size == 0:
+        raise fail("file is empty")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(0)
+            if not zipfile.is_zipfile(f):
+                if head == b"PK\x03\x04":
+                    raise fail("file is truncated or corrupt (incomplete zip archive)")
+                raise fail("not a zip archive (.npz)")
+            with zipfile.ZipFile(f) as archive:
+                if sum(info.file_size for info in archive.infolist()) > _MAX_UNCOMPRESSED_BYTES:
+                    raise fail("archive is implausibly large when decompressed; refused")
+            f.seek(0)
+            arrays = _read_members(f, fail)
+    except OSError as exc:
+        raise fail(f"cannot read file ({exc})") from None
+    return _from_arrays(arrays, fail)
+
+
+def _read_members(f: Any, fail: Any) -> dict[str, NDArray[Any]]:
+    arrays: dict[str, NDArray[Any]] = {}
+    try:
+        with np.load(f, allow_pickle=False) as npz:
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as exc:
+                    if "pickle" in str(exc):
+                        raise fail(f"key {key!r} holds a pickled object; refused") from None
+                    raise fail(f"key {key!r} is unreadable ({exc})") from None
+    except ArtifactError:
+        raise
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
+        raise fail(f"file is truncated or corrupt ({exc})") from None
+    return arrays
+
+
+def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
+    def get(key: str) -> NDArray[Any]:
+        if key not in arrays:
+            raise fail(f"missing key {key!r}")
+        return arrays[key]
+
+    def scalar(key: str, kind: str) -> Any:
+        value = get(key)
+        if value.shape != () or value.dtype.kind not in kind:
+            raise fail(
+                f"key {key!r} must be a scalar of kind {kind!r}, got {value.dtype} {value.shape}"
+            )
+        return value.item()
+
+    version = scalar("format_version", "iu")
+    if version != FORMAT_VERSION:
+        raise fail(f"format version {version} is not supported (this build reads {FORMAT_VERSION})")
+    n_layers = scalar("n_layers", "iu")
+    if not 1 <= n_layers <= 64:
+        raise fail(f"n_layers must be between 1 and 64, got {n_layers}")
+    expected = {
+        "format_version", "n_layers", "metadata", "temperature", *_STRING_KEYS, *_FLOAT_KEYS,
+        *(f"coef_{i}" for i in range(n_layers)), *(f"intercept_{i}" for i in range(n_layers)),
+    }  # fmt: skip
+    for key in sorted(expected):
+        get(key)
+    unexpected = sorted(set(arrays) - expected)
+    if unexpected:
+        raise fail(f"unexpected keys {unexpected}")
+    strings: dict[str, tuple[str, ...]] = {}
+    for key in _STRING_KEYS:
+        value = arrays[key]
+        if value.ndim != 1 or value.dtype.kind != "U":
+            raise fail(
+                f"key {key!r} must be a 1-d array of strings, got {value.dtype} {value.shape}"
+            )
+        strings[key] = tuple(str(s) for s in value)
+    floats: dict[str, NDArray[np.float64]] = {}
+    for key in _FLOAT_KEYS:
+        value = arrays[key]
+        if value.dtype.kind != "f":
+            raise fail(f"key {key!r} must be floating point, got {value.dtype}")
+        floats[key] = value.astype(np.float64)
+    coefs, intercepts = [], []
+    for i in range(n_layers):
+        W, b = arrays[f"coef_{i}"], arrays[f"intercept_{i}"]
+        if W.dtype.kind != "f" or b.dtype.kind != "f":
+            raise fail(f"layer {i} weights must be floating point, got {W.dtype} and {b.dtype}")
+        if W.dtype != b.dtype or W.dtype != arrays["coef_0"].dtype:
+            raise fail(f"layer {i} mixes dtypes {W.dtype} and {b.dtype}")
+        coefs.append(W)
+        intercepts.append(b)
+    temperature = scalar("temperature", "f")
+    metadata_text = scalar("metadata", "U")
+    try:
+        metadata = json.loads(metadata_text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"metadata is not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise fail("metadata must be a JSON object")
+    try:
+        network = MLP(coefs, intercepts)
+        return Classifier(
+            network=network,
+            standardizer=Standardizer(mean=floats["mean"], scale=floats["scale"]),
+            classes=strings["classes"],
+            features=strings["features"],
+            units=strings["units"],
+            feature_min=floats["feature_min"],
+            feature_max=floats["feature_max"],
+            temperature=temperature,
+            metadata=metadata,
+        )
+    except ValueError as exc:
+        raise fail(f"shape mismatch or invalid value: {exc}") from None

@@ -1,0 +1,116 @@
+"""Softmax, probability metrics and temperature scaling (Guo et al., 2017)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.floating]
+
+# Temperatures outside this range mean the logits carry no usable signal (or a bug upstream).
+_MIN_TEMPERATURE = 1e-2
+_MAX_TEMPERATURE = 1e2
+
+
+def log_softmax(Z: ArrayLike) -> FloatArray:
+    """Row-wise log-softmax of logits ``Z`` of shape (n_samples, n_classes), numerically stable."""
+    Z = np.asarray(Z)
+    if not np.issubdtype(Z.dtype, np.floating):
+        Z = Z.astype(np.float64)
+    shifted: FloatArray = Z - Z.max(axis=1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
+
+
+def softmax(Z: ArrayLike) -> FloatArray:
+    """Row-wise softmax of logits ``Z`` of shape (n_samples, n_classes).
+
+    Subtracting the row maximum first keeps ``exp`` from overflowing, so rows sum to 1 and hold no
+    NaN for any finite logits.
+    """
+    Z = np.asarray(Z)
+    if not np.issubdtype(Z.dtype, np.floating):
+        Z = Z.astype(np.float64)
+    P: FloatArray = Z - Z.max(axis=1, keepdims=True)
+    np.exp(P, out=P)
+    P /= P.sum(axis=1, keepdims=True)
+    return P
+
+
+def log_loss(P: ArrayLike, y: ArrayLike) -> float:
+    """Mean negative log-likelihood of integer labels ``y`` (n_samples,) under ``P`` (n_samples, n_classes).
+
+    Probabilities are clipped by the dtype's eps so a confident mistake costs a large, finite loss.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    y = np.asarray(y, dtype=np.intp)
+    eps = np.finfo(P.dtype).eps
+    picked = np.clip(P[np.arange(y.shape[0]), y], eps, 1.0)
+    return float(-np.log(picked).mean())
+
+
+def reliability_bins(
+    P: ArrayLike, y: ArrayLike, n_bins: int = 15
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """Mean confidence, accuracy and count of the predictions in each equal-width confidence bin.
+
+    Bin ``b`` holds predictions with confidence in ``(b / n_bins, (b + 1) / n_bins]``. Empty bins have
+    confidence and accuracy 0. Returns three arrays of shape (n_bins,).
+    """
+    P = np.asarray(P, dtype=np.float64)
+    y = np.asarray(y, dtype=np.intp)
+    confidence = P.max(axis=1)
+    correct = (P.argmax(axis=1) == y).astype(np.float64)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.intp) - 1, 0, n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins).astype(np.int64)
+    safe = np.maximum(counts, 1)
+    mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / safe
+    accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / safe
+    return mean_confidence, accuracy, counts
+
+
+def expected_calibration_error(P: ArrayLike, y: ArrayLike, n_bins: int = 15) -> float:
+    """Expected calibration error: the count-weighted mean gap between confidence and accuracy per bin."""
+    mean_confidence, accuracy, counts = reliability_bins(P, y, n_bins)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    return float(np.sum(np.abs(accuracy - mean_confidence) * counts) / total)
+
+
+def fit_temperature(logits: ArrayLike, y: ArrayLike, max_iter: int = 100) -> float:
+    """Temperature ``T`` minimizing the mean NLL of ``softmax(logits / T)`` on held-out labels ``y``.
+
+    The NLL is convex in ``beta = 1 / T`` (logits scale linearly in it), with derivative
+    ``E_p[z] - z_y`` and second derivative ``Var_p[z]``: a safeguarded Newton search on a
+    bracket finds the unique optimum in a few steps. Dividing by a positive scalar never
+    changes which class wins.
+    """
+    Z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y, dtype=np.intp)
+    if Z.ndim != 2 or Z.shape[0] != y.shape[0] or Z.shape[0] == 0:
+        raise ValueError("fit_temperature needs logits of shape (n, k) and n labels, n > 0")
+    z_true = Z[np.arange(Z.shape[0]), y]
+
+    def derivatives(beta: float) -> tuple[float, float]:
+        P = softmax(beta * Z)
+        expected = (P * Z).sum(axis=1)
+        variance = (P * Z * Z).sum(axis=1) - expected**2
+        return float((expected - z_true).mean()), float(variance.mean())
+
+    lo, hi = 1.0 / _MAX_TEMPERATURE, 1.0 / _MIN_TEMPERATURE
+    beta = 1.0
+    for _ in range(max_iter):
+        gradient, curvature = derivatives(beta)
+        if gradient > 0:
+            hi = beta
+        else:
+            lo = beta
+        step = beta - gradient / curvature if curvature > 0 else np.inf
+        # Newton when it stays inside the bracket, bisection otherwise.
+        new_beta = step if lo < step < hi else 0.5 * (lo + hi)
+        if abs(new_beta - beta) <= 1e-10 * max(1.0, beta):
+            beta = new_beta
+            break
+        beta = new_beta
+    return float(1.0 / beta)
