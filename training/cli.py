@@ -1,0 +1,530 @@
+"""The `python -m training` command line: train (default), `evaluate` a model, `generate` synthetic CSV.
+
+This is the only module that prints. Exit status: 0 success, 2 bad data or arguments,
+3 quality gate (test accuracy below --min-accuracy; nothing written), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.data import DEFAULT_FEATURES, DEFAULT_LABEL, DataError
+
+logger = logging.getLogger("training")
+
+DEFAULT_OUT = Path("models/model.npz")
+DEFAULT_SAMPLES = 300_000
+DEFAULT_SEED = 0
+EXIT_OK, EXIT_ERROR, EXIT_DATA, EXIT_GATE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _UsageError(Exception):
+    """An argument combination argparse cannot check by itself; exit status 2."""
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(","))
+    if not names or any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _units(text: str) -> tuple[str, ...]:
+    # Units may be empty ("°C,,mm/s") where unknown.
+    return tuple(part.strip() for part in text.split(","))
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer sizes, got {text!r}"
+        ) from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number between 0 and 1, got {text!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_column_options(parser: argparse.ArgumentParser, features_default: Any) -> None:
+    columns = parser.add_argument_group("CSV columns")
+    columns.add_argument(
+        "--features",
+        type=_names,
+        default=features_default,
+        metavar="A,B",
+        help="comma-separated feature columns, in model input order (default: %(default)s)"
+        if features_default is not None
+        else "comma-separated feature columns, in the model's input order "
+        "(default: the model's own feature names)",
+    )
+    columns.add_argument(
+        "--label", default=DEFAULT_LABEL, help="class label column (default: %(default)s)"
+    )
+    columns.add_argument(
+        "--group-column",
+        metavar="COLUMN",
+        help="rows sharing a value here (a machine, a cycle) are never split across "
+        "train / validation / test",
+    )
+    columns.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="skip rows with missing, non-numeric, NaN or infinite values (and say how many) "
+        "instead of stopping at the first",
+    )
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the sensor classifier on built-in synthetic data (default) or a labelled "
+        "CSV file, evaluate it once on a held-out test set and write the model artifact. "
+        "Other commands: 'python -m training evaluate --help', 'python -m training generate --help'.",
+        epilog="Exit status: 0 success, 2 bad data or arguments, 3 test accuracy below "
+        "--min-accuracy (nothing written), 130 interrupted (nothing written).",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data", type=Path, metavar="FILE.csv", help="labelled readings (default: synthetic data)"
+    )
+    data.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"synthetic training readings (default: {DEFAULT_SAMPLES}); validation and test "
+        "sets are independent draws of N/10 each",
+    )
+    data.add_argument(
+        "--units",
+        type=_units,
+        metavar="U1,U2",
+        help="units of the CSV features, in --features order, shown by the service",
+    )
+    data.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="share of CSV rows (or groups) for validation: early stopping and calibration "
+        "(default: %(default)s)",
+    )
+    data.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.2,
+        metavar="F",
+        help="share of CSV rows (or groups) for the final test (default: %(default)s)",
+    )
+    _add_column_options(parser, DEFAULT_FEATURES)
+    parser.set_defaults(features=DEFAULT_FEATURES)
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="PATH",
+        help="where to write the model artifact (default: %(default)s, what the service reads)",
+    )
+    out.add_argument(
+        "--report", type=Path, metavar="DIR", help="write metrics.json and PNG plots here"
+    )
+    out.add_argument(
+        "--min-accuracy",
+        type=_fraction,
+        metavar="X",
+        help="quality gate: if test accuracy is below X, write nothing and exit with status 3",
+    )
+    out.add_argument(
+        "--json", action="store_true", help="print the test metrics as one JSON object"
+    )
+    fit = parser.add_argument_group("training")
+    fit.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="same seed, same model (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--hidden",
+        type=_sizes,
+        default=None,
+        metavar="H1,H2",
+        help="hidden layer sizes (default: 64,64)",
+    )
+    fit.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="maximum epochs (default: enough for about 5,000 steps, 8 to 200 epochs)",
+    )
+    fit.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="mini-batch size (default: 512)",
+    )
+    fit.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        default=None,
+        metavar="LR",
+        help="peak Adam learning rate, reached after warm-up, then cosine decay (default: 0.03)",
+    )
+    fit.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N epochs without a better validation loss (default: 5)",
+    )
+    _common_options(parser)
+    return parser
+
+
+def build_evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training evaluate",
+        description="Score an existing model artifact on labelled readings from a CSV file.",
+        epilog="Exit status: 0 success, 2 bad data, arguments or model file.",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="PATH",
+        help="model artifact (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True, metavar="FILE.csv", help="labelled readings"
+    )
+    _add_column_options(parser, None)
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    _common_options(parser)
+    return parser
+
+
+def build_generate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training generate",
+        description="Write synthetic labelled readings (the built-in distribution) to a CSV file.",
+    )
+    parser.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=DEFAULT_SAMPLES,
+        metavar="N",
+        help="rows (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="(default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE.csv", help="where to write"
+    )
+    _common_options(parser)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _fit_config(args: argparse.Namespace) -> Any:
+    from training.fit import FitConfig
+
+    overrides = {
+        "hidden": args.hidden,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "patience": args.patience,
+    }
+    return FitConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+class _Progress:
+    """A tqdm bar over optimizer steps on a terminal, one log line per epoch otherwise."""
+
+    def __init__(self, interactive: bool) -> None:
+        self.interactive = interactive
+        self.bar: Any = None
+
+    def start(self, total_steps: int) -> None:
+        if self.interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_steps, unit="step", desc="training", leave=False, file=sys.stderr
+            )
+
+    def steps(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def epoch(self, stats: Any) -> None:
+        message = (
+            f"epoch {stats.epoch}/{stats.epochs}: train loss {stats.train_loss:.4f}, "
+            f"validation loss {stats.validation_loss:.4f}, "
+            f"validation accuracy {stats.validation_accuracy:.4f} ({stats.seconds:.2f} s)"
+        )
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"val loss {stats.validation_loss:.4f}", refresh=False)
+            logger.debug(message)
+        else:
+            logger.info(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from training import pipeline
+
+    started = time.perf_counter()
+    if args.data is not None and args.samples is not None:
+        raise _UsageError(
+            "--samples sets the size of synthetic data; it cannot be used with --data"
+        )
+    if args.data is None:
+        for flag, value in (("--group-column", args.group_column), ("--units", args.units)):
+            if value is not None:
+                raise _UsageError(f"{flag} applies to --data only")
+        if args.features != DEFAULT_FEATURES:
+            raise _UsageError("--features applies to --data only")
+    if args.validation_fraction <= 0 or args.test_fraction <= 0:
+        raise _UsageError("--validation-fraction and --test-fraction must be above 0")
+    if args.validation_fraction + args.test_fraction >= 1:
+        raise _UsageError("--validation-fraction plus --test-fraction must be below 1")
+    try:
+        config = _fit_config(args)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    rng = np.random.default_rng(args.seed)
+    if args.data is None:
+        n_samples = args.samples if args.samples is not None else DEFAULT_SAMPLES
+        parts = pipeline.synthetic_parts(n_samples, rng)
+        logger.info("synthetic data: %d training readings", n_samples)
+    else:
+        from training.data import check_classes, load_csv
+
+        data = load_csv(
+            args.data,
+            features=args.features,
+            label=args.label,
+            group_column=args.group_column,
+            drop_invalid=args.drop_invalid,
+            units=args.units,
+        )
+        if data.description["rows_dropped"]:
+            print(
+                f"skipped {data.description['rows_dropped']} invalid rows of "
+                f"{data.description['rows_read']} in {args.data}",
+                file=sys.stderr,
+            )
+        check_classes(data, args.data, args.label)
+        logger.info(
+            "%s: %d rows, %d features, classes %s",
+            args.data,
+            len(data),
+            len(data.features),
+            ", ".join(data.classes),
+        )
+        parts = pipeline.split_parts(
+            data, rng, args.validation_fraction, args.test_fraction, str(args.data), args.label
+        )
+    logger.info("split: %s", ", ".join(f"{k} {v}" for k, v in parts.sizes().items()))
+
+    progress = _Progress(interactive=sys.stderr.isatty() and not args.quiet)
+    try:
+        result = pipeline.train(
+            parts,
+            config,
+            rng,
+            seed=args.seed,
+            on_start=progress.start,
+            on_steps=progress.steps,
+            on_epoch=progress.epoch,
+        )
+    finally:
+        progress.close()
+    history = result.history
+    logger.info(
+        "trained %d epochs in %.2f s (best epoch %d%s); calibration temperature %.3f",
+        history.epochs_run,
+        history.seconds,
+        history.best_epoch,
+        ", stopped early" if history.stopped_early else "",
+        result.classifier.temperature,
+    )
+
+    from training.evaluate import format_metrics
+
+    metrics = result.metrics
+    if args.json:
+        print(json.dumps(metrics | {"model_version": result.classifier.version}))
+    else:
+        print(format_metrics(metrics, title="test metrics"))
+    if args.report is not None:
+        from training.report import write_training_report
+
+        written = write_training_report(result, args.report)
+        logger.info("report: %s", ", ".join(str(p) for p in written))
+    if args.min_accuracy is not None and metrics["accuracy"] < args.min_accuracy:
+        print(
+            f"quality gate: test accuracy {metrics['accuracy']:.4f} is below --min-accuracy "
+            f"{args.min_accuracy}; {args.out} was not written",
+            file=sys.stderr,
+        )
+        return EXIT_GATE
+    result.classifier.save(args.out)
+    elapsed = time.perf_counter() - started
+    print(
+        f"wrote {args.out} (model_version {result.classifier.version}, "
+        f"test accuracy {metrics['accuracy']:.4f}, {elapsed:.1f} s)",
+        file=sys.stderr if args.json else sys.stdout,
+    )
+    return EXIT_OK
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import model
+    from training.data import load_csv
+    from training.evaluate import format_metrics
+    from training.pipeline import evaluate_classifier
+
+    try:
+        classifier = model.load(args.model)
+    except model.ArtifactError as exc:
+        raise DataError(str(exc)) from None
+    features = args.features if args.features is not None else classifier.features
+    if len(features) != classifier.n_features:
+        raise _UsageError(
+            f"--features names {len(features)} columns but the model takes {classifier.n_features} "
+            f"({', '.join(classifier.features)})"
+        )
+    data = load_csv(
+        args.data,
+        features=features,
+        label=args.label,
+        group_column=args.group_column,
+        drop_invalid=args.drop_invalid,
+        classes=classifier.classes,
+    )
+    if data.description["rows_dropped"]:
+        print(
+            f"skipped {data.description['rows_dropped']} invalid rows of "
+            f"{data.description['rows_read']} in {args.data}",
+            file=sys.stderr,
+        )
+    metrics = evaluate_classifier(classifier, data)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_metrics(metrics, title=f"{args.model} on {args.data}"))
+        print(
+            f"  model_version {metrics['model_version']}; "
+            f"{metrics['in_training_range']:.1%} of readings inside the training range"
+        )
+    return EXIT_OK
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from training.data import synthetic, write_csv
+
+    data = synthetic(args.samples, np.random.default_rng(args.seed))
+    write_csv(data, args.out)
+    print(f"wrote {args.samples} synthetic readings to {args.out}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "evaluate": (build_evaluate_parser, _run_evaluate),
+    "generate": (build_generate_parser, _run_generate),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        build, run = COMMANDS[argv[0]]
+        argv = argv[1:]
+    else:
+        build, run = build_train_parser, _run_train
+    parser = build()
+    args = parser.parse_args(argv)  # exits with status 2 on a usage error
+    _configure_logging(args.quiet)
+    try:
+        return run(args)
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except FloatingPointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        # Artifacts are written atomically, so whatever was at the output path is still there.
+        print("interrupted; no artifact was written", file=sys.stderr)
+        return EXIT_INTERRUPTED

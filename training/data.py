@@ -1,0 +1,369 @@
+"""Labelled readings for training: the built-in synthetic generator and validated CSV loading."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+logger = logging.getLogger(__name__)
+
+# The seed tutorial's sensor distribution: per class, a uniform box over (temperature °C,
+# vibration mm/s). The boxes overlap, so even the Bayes-optimal rule errs on ~2.5 % of readings.
+SYNTHETIC_FEATURES = ("temperature", "vibration")
+SYNTHETIC_UNITS = ("°C", "mm/s")
+SYNTHETIC_CLASSES = ("normal", "warning", "critical")
+SYNTHETIC_BOXES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "normal": ((20.0, 40.0), (0.5, 2.0)),
+    "warning": ((35.0, 55.0), (1.5, 4.0)),
+    "critical": ((50.0, 80.0), (3.5, 7.0)),
+}
+# Class names in this order when a data set uses (some of) them; other names are sorted.
+CANONICAL_CLASSES = SYNTHETIC_CLASSES
+DEFAULT_FEATURES = SYNTHETIC_FEATURES
+DEFAULT_LABEL = "label"
+# The header is line 1 in an editor, so data row i (0-based) is on line i + 2.
+_FIRST_DATA_LINE = 2
+
+
+class DataError(Exception):
+    """Unusable input data; the message names the file and, where there is one, line and column."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Labelled readings.
+
+    X : ndarray of shape (n_samples, n_features), float64 raw readings
+    y : ndarray of shape (n_samples,), int indices into ``classes``
+    groups : ndarray of shape (n_samples,) of int group ids, or None (rows are independent)
+    lines : ndarray of shape (n_samples,) of the rows' line numbers in the source file, or None
+    description : JSON-serializable facts about the source, for the artifact's metadata
+    """
+
+    X: NDArray[np.float64]
+    y: NDArray[np.intp]
+    classes: tuple[str, ...]
+    features: tuple[str, ...]
+    units: tuple[str, ...]
+    groups: NDArray[np.intp] | None = None
+    lines: NDArray[np.int64] | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, index: NDArray[np.intp]) -> Dataset:
+        """The rows at ``index`` (n_rows,), in that order, with the same classes and features."""
+        return Dataset(
+            X=self.X[index],
+            y=self.y[index],
+            classes=self.classes,
+            features=self.features,
+            units=self.units,
+            groups=None if self.groups is None else self.groups[index],
+            lines=None if self.lines is None else self.lines[index],
+            description=self.description,
+        )
+
+
+def class_counts(n_samples: int, n_classes: int) -> NDArray[np.intp]:
+    """Per-class counts of a balanced data set of ``n_samples``: equal, the first classes get the remainder."""
+    counts = np.full(n_classes, n_samples // n_classes, dtype=np.intp)
+    counts[: n_samples % n_classes] += 1
+    return counts
+
+
+def synthetic(n_samples: int, rng: np.random.Generator) -> Dataset:
+    """``n_samples`` readings from the seed tutorial's distribution, shuffled, classes balanced.
+
+    Returns a Dataset with X of shape (n_samples, 2) (temperature °C, vibration mm/s) and labels
+    normal / warning / critical in equal counts (differing by at most one when ``n_samples`` is
+    not a multiple of three).
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    boxes = np.array(
+        [SYNTHETIC_BOXES[name] for name in SYNTHETIC_CLASSES]
+    )  # (class, feature, lo/hi)
+    y = np.repeat(np.arange(len(SYNTHETIC_CLASSES), dtype=np.intp), class_counts(n_samples, 3))
+    y = y[rng.permutation(n_samples)]
+    low, high = boxes[y, :, 0], boxes[y, :, 1]
+    # The same arithmetic as Generator.uniform(low, high), drawn for all rows in one call.
+    X = low + (high - low) * rng.random((n_samples, len(SYNTHETIC_FEATURES)))
+    return Dataset(
+        X=X,
+        y=y,
+        classes=SYNTHETIC_CLASSES,
+        features=SYNTHETIC_FEATURES,
+        units=SYNTHETIC_UNITS,
+        description={"source": "synthetic", "rows": int(n_samples)},
+    )
+
+
+def order_classes(names: set[str]) -> tuple[str, ...]:
+    """Output order of class names: normal, warning, critical when the names are among those, else sorted."""
+    if names <= set(CANONICAL_CLASSES):
+        return tuple(name for name in CANONICAL_CLASSES if name in names)
+    return tuple(sorted(names))
+
+
+def _location(path: Path, line: int | None = None, column: str | None = None) -> str:
+    where = f"{path}"
+    if line is not None:
+        where += f", line {line}"
+    if column is not None:
+        where += f", column '{column}'"
+    return where
+
+
+def read_header(path: Path) -> list[str]:
+    """Column names on line 1 of the CSV file ``path``; raises DataError when unreadable."""
+    import pandas as pd
+
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a CSV file") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty (expected a header line)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
+        raise DataError(f"{path}: cannot read as CSV ({exc})") from None
+
+
+def _check_columns(path: Path, header: list[str], wanted: dict[str, str]) -> None:
+    """Raise DataError naming line 1 and the first wanted column missing from ``header``."""
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    for role, column in wanted.items():
+        if column not in header:
+            raise DataError(
+                f"{_location(path, 1, column)}: missing {role} column '{column}' "
+                f"(the header has: {', '.join(header)})"
+            )
+        if column in duplicates:
+            raise DataError(f"{_location(path, 1, column)}: the header names '{column}' twice")
+
+
+def _numeric_column(values: Any) -> tuple[NDArray[np.float64], list[tuple[NDArray[np.bool_], str]]]:
+    """Parse one feature column (a pandas Series of n_rows) into float64 values (n_rows,).
+
+    Also returns, per kind of problem, a boolean mask (n_rows,) of the rows that have it. The C
+    parser already turned clean numeric columns into numbers; a column with any text in it
+    arrives as strings and is converted in one vectorized pass.
+    """
+    import pandas as pd
+
+    missing = values.isna().to_numpy()
+    if values.dtype.kind in "fiu":
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        not_number = np.zeros_like(missing)
+    else:
+        text = values.astype("string").str.strip()
+        numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        # to_numeric reads the text "nan" as NaN: that cell is reported as NaN, not as text.
+        spelled_nan = (text.str.lower() == "nan").to_numpy(dtype=bool, na_value=False)
+        not_number = np.isnan(numbers) & ~missing & ~spelled_nan
+    non_finite = ~np.isfinite(numbers) & ~missing & ~not_number
+    return numbers, [
+        (missing, "missing value"),
+        (not_number, "non-numeric value"),
+        (non_finite, "NaN or infinite value"),
+    ]
+
+
+def _describe(what: str, column: Any, row: int) -> str:
+    return what if what == "missing value" else f"{what} {str(column.iloc[row])!r}"
+
+
+_MISSING, _UNKNOWN = -1, -2
+
+
+def _label_codes(
+    values: Any, classes: tuple[str, ...] | None
+) -> tuple[NDArray[np.intp], tuple[str, ...]]:
+    """Class index per row (n_rows,) of a categorical label column, and the class order.
+
+    Labels are compared without surrounding spaces ("normal " in a hand-edited file is
+    "normal"). A missing or blank label gets code -1; with ``classes`` given, a label outside
+    them gets -2. Without ``classes`` the order is made from the data (``order_classes``).
+    """
+    names = [str(c).strip() for c in values.cat.categories]
+    ordered = classes if classes is not None else order_classes({n for n in names if n})
+    index = {name: i for i, name in enumerate(ordered)} | {"": _MISSING}
+    # One lookup per category instead of one per row; the last entry serves pandas' code -1
+    # (an empty cell).
+    lookup = np.array([index.get(n, _UNKNOWN) for n in names] + [_MISSING], dtype=np.intp)
+    return lookup[values.cat.codes.to_numpy()], tuple(ordered)
+
+
+def load_csv(
+    path: str | os.PathLike[str],
+    features: tuple[str, ...] = DEFAULT_FEATURES,
+    label: str = DEFAULT_LABEL,
+    group_column: str | None = None,
+    drop_invalid: bool = False,
+    classes: tuple[str, ...] | None = None,
+    units: tuple[str, ...] | None = None,
+) -> Dataset:
+    """Read labelled readings from a CSV file with a header line.
+
+    ``features`` name the input columns in model order, ``label`` the class column and
+    ``group_column`` (optional) rows that must stay on one side of a split. With ``classes``
+    given (evaluating an existing model) labels must be among them and keep that order;
+    otherwise the classes come from the data (see ``order_classes``).
+
+    Every cell is checked: missing, non-numeric, NaN and infinite readings and missing labels or
+    groups raise DataError naming the file, the first bad line and its column, unless
+    ``drop_invalid`` skips those rows (the count is logged and kept in ``description``).
+    Returns a Dataset whose ``lines`` hold each row's line number in the file.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    features = tuple(features)
+    if not features:
+        raise DataError("at least one feature column is needed")
+    if len(set(features)) != len(features):
+        raise DataError(f"feature columns must be distinct, got {', '.join(features)}")
+    if label in features:
+        raise DataError(f"the label column '{label}' cannot also be a feature")
+    if group_column is not None and (group_column in features or group_column == label):
+        raise DataError(f"the group column '{group_column}' cannot also be a feature or the label")
+    if units is not None and len(units) != len(features):
+        raise DataError(f"{len(units)} units given for {len(features)} features")
+
+    header = read_header(path)
+    wanted = {f"feature {i + 1}": name for i, name in enumerate(features)} | {"label": label}
+    if group_column is not None:
+        wanted["group"] = group_column
+    _check_columns(path, header, wanted)
+
+    columns = [*features, label, *([group_column] if group_column is not None else [])]
+    try:
+        frame = pd.read_csv(
+            path,
+            usecols=columns,
+            # Only an empty cell is missing: "nan" or "inf" written in a file are reported
+            # as such instead of silently becoming NaN.
+            keep_default_na=False,
+            na_values=[""],
+            # Blank lines stay as (empty) rows so that row i is always on line i + 2.
+            skip_blank_lines=False,
+            dtype={label: "category"}
+            | ({group_column: "category"} if group_column is not None else {}),
+            engine="c",
+            low_memory=False,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read as CSV ({exc})") from None
+    n_rows = len(frame)
+    if n_rows == 0:
+        raise DataError(f"{path}: no data rows after the header")
+
+    X = np.empty((n_rows, len(features)), dtype=np.float64)
+    invalid = np.zeros(n_rows, dtype=bool)
+    problems: list[tuple[int, str, str]] = []  # (first bad row, column, what is wrong)
+
+    def note(mask: NDArray[np.bool_], column: str, describe: Any) -> None:
+        nonlocal invalid
+        if mask.any():
+            row = int(np.argmax(mask))
+            problems.append((row, column, describe(row)))
+            invalid |= mask
+
+    for j, name in enumerate(features):
+        X[:, j], masks = _numeric_column(frame[name])
+        for mask, what in masks:
+            note(mask, name, lambda row, w=what, c=frame[name]: _describe(w, c, row))
+
+    y, ordered = _label_codes(frame[label], classes)
+    note(y == _MISSING, label, lambda row: "missing label")
+    note(
+        y == _UNKNOWN,
+        label,
+        lambda row: (
+            f"unknown class {str(frame[label].iloc[row]).strip()!r} "
+            f"(the model knows {', '.join(ordered)})"
+        ),
+    )
+    if group_column is not None:
+        note(frame[group_column].isna().to_numpy(), group_column, lambda row: "missing group")
+
+    n_invalid = int(invalid.sum())
+    if problems and not drop_invalid:
+        row, column, detail = min(problems)
+        raise DataError(
+            f"{_location(path, row + _FIRST_DATA_LINE, column)}: {detail}"
+            f" ({n_invalid} of {n_rows} rows are invalid; --drop-invalid skips them)"
+        )
+    keep = ~invalid
+    if not keep.any():
+        raise DataError(f"{path}: all {n_rows} rows are invalid; nothing left to use")
+    if n_invalid:
+        logger.warning("%s: skipped %d invalid rows of %d", path, n_invalid, n_rows)
+        X, y = X[keep], y[keep]
+    lines = (np.flatnonzero(keep) + _FIRST_DATA_LINE).astype(np.int64)
+    groups = None
+    if group_column is not None:
+        groups = np.asarray(frame[group_column].cat.codes.to_numpy()[keep], dtype=np.intp)
+    if classes is None:
+        # A class seen only on skipped rows is no class of this data set.
+        present = np.unique(y)
+        if present.size < len(ordered):
+            kept = order_classes({ordered[i] for i in present})
+            remap = np.array(
+                [kept.index(ordered[i]) if i in present else -1 for i in range(len(ordered))]
+            )
+            ordered, y = kept, remap[y].astype(np.intp)
+
+    description: dict[str, Any] = {
+        "source": "csv",
+        "path": str(path),
+        "features": list(features),
+        "label": label,
+        "group_column": group_column,
+        "rows_read": n_rows,
+        "rows_dropped": n_invalid,
+        "rows": int(keep.sum()),
+    }
+    return Dataset(
+        X=X,
+        y=y,
+        classes=tuple(ordered),
+        features=features,
+        units=tuple(units) if units is not None else ("",) * len(features),
+        groups=groups,
+        lines=lines,
+        description=description,
+    )
+
+
+def check_classes(data: Dataset, path: str | os.PathLike[str], label: str) -> None:
+    """Raise DataError unless ``data`` holds at least two classes (training needs a contrast)."""
+    present = np.unique(data.y)
+    if present.size < 2:
+        only = data.classes[int(present[0])] if present.size else "none"
+        raise DataError(
+            f"{_location(Path(path), column=label)}: only one class ({only!r}) in "
+            f"{len(data)} rows; training needs two or more"
+        )
+
+
+def write_csv(data: Dataset, path: str | os.PathLike[str]) -> None:
+    """Write ``data`` as CSV (features, then ``label``), e.g. a synthetic set for benchmarks."""
+    import pandas as pd
+
+    frame = pd.DataFrame(data.X, columns=list(data.features))
+    frame[DEFAULT_LABEL] = np.asarray(data.classes, dtype=object)[data.y]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    os.replace(tmp, path)

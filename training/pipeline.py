@@ -1,0 +1,229 @@
+"""From data to a calibrated, evaluated Classifier: split, standardize, fit, calibrate, test once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import model
+from training.data import DataError, Dataset, synthetic
+from training.evaluate import classification_metrics
+from training.fit import EpochStats, FitConfig, History, fit
+from training.split import PART_NAMES, SplitError, grouped_split, stratified_split
+
+logger = logging.getLogger(__name__)
+
+# Synthetic validation and test sets are fresh draws of this fraction of the training size (the
+# generator has unlimited data, so nothing needs carving out of the training set), never fewer
+# than this many readings.
+SYNTHETIC_HOLDOUT_FRACTION = 0.1
+SYNTHETIC_MIN_HOLDOUT = 300
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The three disjoint data sets of one training run."""
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in PART_NAMES}
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A trained classifier (metadata included), its test metrics and its training history."""
+
+    classifier: model.Classifier
+    metrics: dict[str, Any]
+    history: History
+    parts: Parts
+    validation_logits: np.ndarray
+
+
+def synthetic_parts(n_train: int, rng: np.random.Generator) -> Parts:
+    """Training set of ``n_train`` synthetic readings plus independent validation and test sets."""
+    n_holdout = max(SYNTHETIC_MIN_HOLDOUT, math.ceil(SYNTHETIC_HOLDOUT_FRACTION * n_train))
+    # Independent streams per part: the training set for a seed does not depend on the
+    # hold-out sizes.
+    train_rng, validation_rng, test_rng = rng.spawn(3)
+    parts = Parts(
+        train=synthetic(n_train, train_rng),
+        validation=synthetic(n_holdout, validation_rng),
+        test=synthetic(n_holdout, test_rng),
+    )
+    return parts
+
+
+def split_parts(
+    data: Dataset,
+    rng: np.random.Generator,
+    validation_fraction: float,
+    test_fraction: float,
+    path: str,
+    label: str,
+) -> Parts:
+    """Split a loaded data set (by group when it has groups); bad class sizes become DataError."""
+    try:
+        if data.groups is not None:
+            split = grouped_split(data.y, data.groups, rng, validation_fraction, test_fraction)
+        else:
+            split = stratified_split(data.y, rng, validation_fraction, test_fraction)
+    except SplitError as exc:
+        name = data.classes[exc.class_index]
+        rows = np.flatnonzero(data.y == exc.class_index)
+        where = f"{path}"
+        if data.lines is not None and rows.size:
+            shown = ", ".join(str(v) for v in data.lines[rows[:5]])
+            where += (
+                f", line{'s' if rows.size > 1 else ''} {shown}{', ...' if rows.size > 5 else ''}"
+            )
+        raise DataError(
+            f"{where}, column '{label}': class {name!r} has {rows.size} row"
+            f"{'s' if rows.size != 1 else ''}, {exc}"
+        ) from None
+    return Parts(
+        train=data.subset(split.train),
+        validation=data.subset(split.validation),
+        test=data.subset(split.test),
+    )
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    # Only what this run actually used: pandas is imported for CSV data alone.
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        versions["pandas"] = pandas.__version__
+    return versions
+
+
+def train(
+    parts: Parts,
+    config: FitConfig,
+    rng: np.random.Generator,
+    seed: int | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_steps: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> TrainingResult:
+    """Train, calibrate and evaluate a classifier on ``parts``.
+
+    The standardizer and the training range come from the training part only; early
+    stopping and the calibration temperature see only the validation part; the test part is
+    scored exactly once, at the end. ``on_start(total_steps)`` is called before the first step.
+    """
+    started = time.perf_counter()
+    train_set, validation_set, test_set = parts.train, parts.validation, parts.test
+    standardizer = model.Standardizer.fit(train_set.X)
+    network = model.MLP.initialize(
+        layer_sizes=[train_set.X.shape[1], *config.hidden, len(train_set.classes)],
+        rng=rng,
+        dtype=np.float32,
+    )
+    Xs_train = standardizer.transform(train_set.X).astype(np.float32)
+    Xs_validation = standardizer.transform(validation_set.X).astype(np.float32)
+    if on_start is not None:
+        _, steps_per_epoch, epochs = config.plan(len(train_set))
+        on_start(steps_per_epoch * epochs)
+    history = fit(
+        network,
+        Xs_train,
+        train_set.y,
+        Xs_validation,
+        validation_set.y,
+        config,
+        rng,
+        on_epoch=on_epoch,
+        on_steps=on_steps,
+    )
+    validation_logits = network.logits(Xs_validation).astype(np.float64)
+    temperature = model.fit_temperature(validation_logits, validation_set.y)
+
+    uncalibrated = model.Classifier(
+        network=network,
+        standardizer=standardizer,
+        classes=train_set.classes,
+        features=train_set.features,
+        units=train_set.units,
+        feature_min=train_set.X.min(axis=0),
+        feature_max=train_set.X.max(axis=0),
+        temperature=temperature,
+    )
+    P = uncalibrated.predict_proba(test_set.X)
+    P_uncalibrated = uncalibrated.predict_proba(test_set.X, calibrated=False)
+    metrics = classification_metrics(P, test_set.y, train_set.classes, P_uncalibrated)
+    validation_P = model.softmax(validation_logits / temperature)
+    metrics["validation"] = {
+        "log_loss": model.log_loss(validation_P, validation_set.y),
+        "accuracy": float(np.mean(validation_P.argmax(axis=1) == validation_set.y)),
+    }
+    metadata = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "config": {
+            **config.to_dict(),
+            "architecture": [train_set.X.shape[1], *config.hidden, len(train_set.classes)],
+            "activation": "relu",
+            "optimizer": "adam",
+            "schedule": "linear warm-up, cosine decay to zero",
+            "dtype": "float32",
+            "seed": seed,
+            "temperature": temperature,
+            "training": history.to_dict(),
+        },
+        "data": {
+            **train_set.description,
+            "features": list(train_set.features),
+            "units": list(train_set.units),
+            "classes": list(train_set.classes),
+            "rows_per_split": parts.sizes(),
+            "groups_per_split": {
+                name: int(np.unique(getattr(parts, name).groups).size)
+                for name in PART_NAMES
+                if getattr(parts, name).groups is not None
+            }
+            or None,
+        },
+        "metrics": {"test": metrics},
+        "libraries": _library_versions(),
+        "training_seconds": round(time.perf_counter() - started, 3),
+    }
+    classifier = model.Classifier(
+        network=network,
+        standardizer=standardizer,
+        classes=uncalibrated.classes,
+        features=uncalibrated.features,
+        units=uncalibrated.units,
+        feature_min=uncalibrated.feature_min,
+        feature_max=uncalibrated.feature_max,
+        temperature=temperature,
+        metadata=metadata,
+    )
+    return TrainingResult(
+        classifier=classifier,
+        metrics=metrics,
+        history=history,
+        parts=parts,
+        validation_logits=validation_logits,
+    )
+
+
+def evaluate_classifier(classifier: model.Classifier, data: Dataset) -> dict[str, Any]:
+    """Metrics of an existing classifier on labelled ``data`` (classes in the model's order)."""
+    P = classifier.predict_proba(data.X)
+    P_uncalibrated = classifier.predict_proba(data.X, calibrated=False)
+    metrics = classification_metrics(P, data.y, classifier.classes, P_uncalibrated)
+    metrics["model_version"] = classifier.version
+    metrics["in_training_range"] = float(np.mean(classifier.in_training_range(data.X)))
+    return metrics
