@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -303,14 +304,24 @@ def _read_members(f: Any, fail: Any) -> dict[str, NDArray[Any]]:
         with np.load(f, allow_pickle=False) as npz:
             for key in npz.files:
                 try:
-                    arrays[key] = npz[key]
+                    value = npz[key]
+                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    raise fail(f"file is truncated or corrupt ({exc})") from None
                 except ValueError as exc:
                     if "pickle" in str(exc):
                         raise fail(f"key {key!r} holds a pickled object; refused") from None
                     raise fail(f"key {key!r} is unreadable ({exc})") from None
+                except Exception as exc:
+                    # numpy parses a .npy header with Python's tokenizer: a malformed one can
+                    # raise nearly anything (TokenError, SyntaxError, MemoryError for a huge shape).
+                    raise fail(f"key {key!r} is unreadable ({type(exc).__name__}: {exc})") from None
+                # numpy hands back a member without the .npy suffix as raw bytes.
+                if not isinstance(value, np.ndarray):
+                    raise fail(f"key {key!r} is not a .npy array")
+                arrays[key] = value
     except ArtifactError:
         raise
-    except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError) as exc:
         raise fail(f"file is truncated or corrupt ({exc})") from None
     return arrays
 
