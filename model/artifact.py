@@ -81,28 +81,12 @@ class Classifier:
             digest.update(np.ascontiguousarray(value).tobytes())
         return digest.hexdigest()[:16]
 
-    @cached_property
-    def _inference_layers(self) -> tuple[list[NDArray[np.floating]], list[NDArray[np.floating]]]:
-        # The temperature is folded into the output layer once, so calibrated inference costs
-        # nothing extra per reading.
-        coefs = list(self.network.coefs)
-        intercepts = list(self.network.intercepts)
-        coefs[-1] = (coefs[-1] / self.temperature).astype(coefs[-1].dtype)
-        intercepts[-1] = (intercepts[-1] / self.temperature).astype(intercepts[-1].dtype)
-        return coefs, intercepts
-
-    def _raw_logits(self, X: NDArray[np.float64], calibrated: bool) -> NDArray[np.floating]:
-        coefs, intercepts = (
-            self._inference_layers
-            if calibrated
-            else (
-                self.network.coefs,
-                self.network.intercepts,
-            )
-        )
+    def _raw_logits(self, X: NDArray[np.float64]) -> NDArray[np.floating]:
         # Standardize in float64 (raw readings can be large with a small spread), then run
-        # the network in its own dtype.
+        # the network in its own dtype. The live weights are read on every call, so a
+        # Classifier wrapping a network that is still being trained follows its updates.
         H = self.standardizer.transform(X).astype(self.network.dtype, copy=False)
+        coefs, intercepts = self.network.coefs, self.network.intercepts
         last = len(coefs) - 1
         for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
             H = H @ W
@@ -135,7 +119,7 @@ class Classifier:
 
         Returns an ndarray of shape (n_samples, n_classes).
         """
-        return self._chunked(X, lambda chunk: self._raw_logits(chunk, calibrated=False))
+        return self._chunked(X, self._raw_logits)
 
     def predict_proba(self, X: ArrayLike, calibrated: bool = True) -> NDArray[np.float64]:
         """Class probabilities of raw readings ``X`` (n_samples, n_features).
@@ -143,8 +127,13 @@ class Classifier:
         Returns float64 of shape (n_samples, n_classes), rows summing to 1, calibrated by the
         stored temperature unless ``calibrated=False``.
         """
+        # The temperature divides the logits in float64 rather than being folded into the
+        # float32 output weights: folding rounds each weight, which reorders nearly tied
+        # logits so that the most probable class could differ from ``predict``. Division by
+        # a positive scalar in float64 keeps the order of every pair of float32 logits.
+        temperature = self.temperature if calibrated else 1.0
         return self._chunked(
-            X, lambda chunk: softmax(self._raw_logits(chunk, calibrated).astype(np.float64))
+            X, lambda chunk: softmax(self._raw_logits(chunk).astype(np.float64) / temperature)
         )
 
     def predict(self, X: ArrayLike) -> NDArray[np.intp]:
