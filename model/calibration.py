@@ -107,8 +107,9 @@ def fit_temperature(logits: ArrayLike, y: ArrayLike, max_iter: int = 100) -> flo
         else:
             lo = beta
         step = beta - gradient / curvature if curvature > 0 else np.inf
-        # Newton when it stays inside the bracket, bisection otherwise.
-        new_beta = step if lo < step < hi else 0.5 * (lo + hi)
+        # Newton when it stays inside the bracket, bisection otherwise. The bracket is closed:
+        # a converged Newton step lands on beta itself, which has just become an end of it.
+        new_beta = step if lo <= step <= hi else 0.5 * (lo + hi)
         if abs(new_beta - beta) <= 1e-10 * max(1.0, beta):
             beta = new_beta
             break
