@@ -40,6 +40,18 @@ def test_reliability_bins_and_ece_by_hand() -> None:
     assert model.expected_calibration_error(P, y, n_bins=15) == pytest.approx(0.405)
 
 
+def test_bins_are_closed_on_the_right() -> None:
+    """Confidences exactly on an edge (0.5 and 0.75 are exact in binary) go to the lower bin."""
+    P = np.array([[0.5, 0.5], [0.75, 0.25], [0.25, 0.75], [1.0, 0.0]])
+    y = np.array([0, 0, 0, 0])
+
+    _, accuracy, counts = model.reliability_bins(P, y, n_bins=4)
+
+    # (0.25, 0.5] holds 0.5; (0.5, 0.75] holds both 0.75s; (0.75, 1] holds 1.0.
+    np.testing.assert_array_equal(counts, [0, 1, 2, 1])
+    np.testing.assert_array_equal(accuracy, [0.0, 1.0, 0.5, 1.0])
+
+
 def test_ece_with_one_bin_is_the_gap_between_mean_confidence_and_accuracy() -> None:
     P = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
     y = np.array([0, 0, 2])
