@@ -26,6 +26,7 @@ FORMAT_VERSION = 1
 # Readings are pushed through the network in chunks so that a batch of millions needs only
 # a few MB of intermediate activations.
 _CHUNK_ROWS = 32_768
+_STANDARD_CLIP = 1e6
 # Far above any sensible model of this kind; refuses zip bombs before decompressing them.
 _MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
 _STRING_KEYS = ("features", "units", "classes")
@@ -85,7 +86,12 @@ class Classifier:
         # Standardize in float64 (raw readings can be large with a small spread), then run
         # the network in its own dtype. The live weights are read on every call, so a
         # Classifier wrapping a network that is still being trained follows its updates.
-        H = self.standardizer.transform(X).astype(self.network.dtype, copy=False)
+        Xs = self.standardizer.transform(X)
+        # Any finite reading, however absurd, must give finite probabilities: a million
+        # standard deviations is far past where the answer means anything (such readings are
+        # flagged by in_training_range) and still far from overflowing float32.
+        np.clip(Xs, -_STANDARD_CLIP, _STANDARD_CLIP, out=Xs)
+        H = Xs.astype(self.network.dtype, copy=False)
         coefs, intercepts = self.network.coefs, self.network.intercepts
         last = len(coefs) - 1
         for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):

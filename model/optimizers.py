@@ -66,7 +66,7 @@ class Adam:
         """Apply one update from ``grads``, aligned with ``params``."""
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        lr = self.learning_rate * np.sqrt(1.0 - b2**self.t) / (1.0 - b1**self.t)
+        lr = self.learning_rate * float(np.sqrt(1.0 - b2**self.t)) / (1.0 - b1**self.t)
         for p, m, v, g in zip(
             self.params, self.first_moments, self.second_moments, grads, strict=True
         ):

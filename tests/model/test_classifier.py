@@ -265,3 +265,24 @@ def test_construction_rejects_inconsistent_models(
     }
     with pytest.raises(ValueError, match=message):
         model.Classifier(**(fields | changes))
+
+
+def test_absurd_finite_readings_give_finite_probabilities() -> None:
+    """A gateway may send 1e300; the answer must still be a probability distribution."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 2)) * [10.0, 1.0] + [50.0, 3.0]
+    clf = model.Classifier(
+        network=model.MLP.initialize([2, 16, 16, 3], rng),
+        standardizer=model.Standardizer.fit(X),
+        classes=("a", "b", "c"),
+        features=("x", "y"),
+        units=("", ""),
+        feature_min=X.min(axis=0),
+        feature_max=X.max(axis=0),
+        temperature=0.5,
+    )
+    absurd = np.array([[1e300, -1e300], [-1e308, 1e308], [1e300, 1e300], [5e-324, 0.0]])
+    P = clf.predict_proba(absurd)
+    assert np.all(np.isfinite(P))
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert not clf.in_training_range(absurd[:3]).any()
