@@ -1,0 +1,578 @@
+"""HTTP benchmark: the real service and a bare Flask floor under the same gunicorn configuration, loaded by wrk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import table
+from bench.context import Context
+from bench.procs import REPO_ROOT, BenchError
+from bench.table import Row
+
+logger = logging.getLogger(__name__)
+
+SECTION = "http"
+GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
+SERVICE_TARGET = "service.wsgi:app"
+BARE_TARGET = "bench.bare_app:create_app()"
+READY_TIMEOUT = 90.0
+# Targets of issue 4.
+MIN_SINGLE_RATIO = 0.85
+MIN_BATCH_READINGS_PER_SECOND = 300_000
+# Issue 4's reference figures: measured earlier on this machine with 16 connections, medians of
+# 3 runs of 10 s. They are printed for orientation only; this suite does not measure them.
+REFERENCE_SINGLE = (
+    ("FastAPI + uvicorn", 10_700),
+    ("Flask + pydantic + numpy, gunicorn sync", 4_800),
+    ("MLServer", 1_600),
+    ("BentoML", 540),
+)
+REFERENCE_BATCH_BARE = 385_000
+REFERENCE_NOTE = "reference figure from issue 4, not measured by this suite"
+DATA_SEED = 5
+
+# wrk calls done() once, after all threads stop, with the merged statistics: printing them as
+# one JSON line is exact (microseconds) where the human-readable summary rounds.
+_WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[{body}]==]
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{marker} {{"duration_us":%.0f,"requests":%.0f,"bytes":%.0f,"connect":%.0f,"read":%.0f,'
+    .. '"write":%.0f,"status":%.0f,"timeout":%.0f,"mean_us":%.1f,"max_us":%.1f,'
+    .. '"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f}}\\n',
+    summary.duration, summary.requests, summary.bytes, e.connect, e.read, e.write, e.status,
+    e.timeout, latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99)))
+end
+"""
+_MARKER = "BENCH-WRK-RESULT"
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run: counts, its real duration and latency in milliseconds."""
+
+    duration_s: float
+    requests: int
+    bytes: int
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    non_2xx: int
+    mean_ms: float
+    max_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+
+    @property
+    def errors(self) -> int:
+        """Socket errors plus responses with a status of 400 or more (wrk's non-2xx/3xx)."""
+        return (
+            self.connect_errors
+            + self.read_errors
+            + self.write_errors
+            + self.timeouts
+            + self.non_2xx
+        )
+
+    @property
+    def ok_per_second(self) -> float:
+        """Successful responses per second: an error answered fast must not count as speed."""
+        return (self.requests - self.non_2xx) / self.duration_s if self.duration_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "errors": self.errors,
+            "requests_per_second": round(self.ok_per_second, 1),
+        }
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """The WrkResult in wrk's output (the JSON line our script's done() printed)."""
+    for line in output.splitlines():
+        if line.startswith(_MARKER):
+            raw = json.loads(line[len(_MARKER) :])
+            break
+    else:
+        raise BenchError(f"wrk printed no result line; its output was:\n{output}")
+    return WrkResult(
+        duration_s=raw["duration_us"] / 1e6,
+        requests=int(raw["requests"]),
+        bytes=int(raw["bytes"]),
+        connect_errors=int(raw["connect"]),
+        read_errors=int(raw["read"]),
+        write_errors=int(raw["write"]),
+        timeouts=int(raw["timeout"]),
+        non_2xx=int(raw["status"]),
+        mean_ms=raw["mean_us"] / 1e3,
+        max_ms=raw["max_us"] / 1e3,
+        p50_ms=raw["p50_us"] / 1e3,
+        p90_ms=raw["p90_us"] / 1e3,
+        p99_ms=raw["p99_us"] / 1e3,
+    )
+
+
+def write_wrk_script(path: Path, body: bytes) -> Path:
+    """A wrk Lua script POSTing ``body`` as JSON and printing a machine-readable summary."""
+    text = body.decode()
+    if "]==]" in text:
+        raise ValueError("the body cannot be quoted as a Lua long string")
+    path.write_text(_WRK_SCRIPT.format(body=text, marker=_MARKER))
+    return path
+
+
+def ensure_wrk() -> str:
+    """Path of wrk; installs the Debian package when missing and we may, else says how to."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    apt = shutil.which("apt-get")
+    if apt and hasattr(os, "geteuid") and os.geteuid() == 0:
+        logger.warning(
+            "wrk (the HTTP load generator) is missing: installing the Debian package wrk"
+        )
+        try:
+            subprocess.run([apt, "update"], check=True, timeout=600, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [apt, "install", "-y", "--no-install-recommends", "wrk"],
+                check=True,
+                timeout=600,
+                stdout=subprocess.DEVNULL,
+                env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"},
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BenchError(f"could not install wrk with apt-get: {exc}") from None
+        found = shutil.which("wrk")
+        if found:
+            return found
+    raise BenchError(
+        "wrk, the HTTP load generator, is not installed: install it (Debian/Ubuntu: "
+        "`sudo apt-get install wrk`, macOS: `brew install wrk`) or skip this section with "
+        "`--only training,inference`"
+    )
+
+
+def run_wrk(
+    wrk: str, url: str, script: Path, connections: int, threads: int, duration: float
+) -> WrkResult:
+    """One bounded wrk run against ``url``."""
+    command = [
+        wrk,
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish within {duration + 60:g} s") from None
+    if done.returncode != 0:
+        raise BenchError(f"wrk exited with status {done.returncode}: {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+    """POST a JSON body; (status, response body), also for 4xx/5xx answers."""
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Server:
+    """A gunicorn master we started, serving ``target`` on ``port``."""
+
+    name: str
+    target: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/classify"
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@contextmanager
+def gunicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+    """Run `gunicorn -c gunicorn.conf.py TARGET` on a free port of 127.0.0.1; stop it on exit."""
+    if not GUNICORN_CONF.is_file():
+        raise BenchError(f"{GUNICORN_CONF} not found: the HTTP benchmark serves with it")
+    port = free_port()
+    metrics_dir = workdir / f"prometheus-{name}"
+    metrics_dir.mkdir(exist_ok=True)
+    env = env | {
+        "SENSOR_BIND": f"127.0.0.1:{port}",
+        # A directory of our own, removed with the work directory, per server.
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    log = workdir / f"{name}.log"
+    with log.open("wb") as log_file:
+        # The access log (one JSON line per request on stdout) stays on: it is part of the real
+        # configuration, and both apps pay for it alike.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), target],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    server = Server(name, target, port, process, log)
+    try:
+        yield server
+    finally:
+        _stop(server)
+
+
+def _stop(server: Server) -> None:
+    process = server.process
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        logger.warning("%s did not stop within 40 s of SIGTERM; killing it", server.name)
+        process.kill()
+        process.wait()
+
+
+def wait_ready(server: Server, body: bytes, timeout: float = READY_TIMEOUT) -> None:
+    """Block until ``server`` answers ``body`` with 200, or raise BenchError with its log."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"gunicorn ({server.name}) exited with status {server.process.returncode}:\n"
+                f"{server.log_tail()}"
+            )
+        try:
+            status, _ = post(server.url, body, timeout=2.0)
+        except OSError as exc:
+            last = str(exc)
+        else:
+            if status == 200:
+                return
+            last = f"status {status}"
+        time.sleep(0.1)
+    raise BenchError(
+        f"gunicorn ({server.name}) did not answer within {timeout:g} s ({last}):\n"
+        f"{server.log_tail()}"
+    )
+
+
+def check_answers(server: Server, single: bytes, batch: bytes, batch_size: int) -> dict[str, int]:
+    """Check that ``server`` gives a /classify-shaped answer to both bodies; their sizes in bytes."""
+    sizes = {}
+    for case, body in (("single", single), ("batch", batch)):
+        status, answer = post(server.url, body)
+        if status != 200:
+            raise BenchError(
+                f"{server.name} answered {case} with status {status}: {answer[:300]!r}"
+            )
+        document = json.loads(answer)
+        results = document.get("results") if case == "batch" else [document]
+        if (
+            not isinstance(results, list)
+            or len(results) != (batch_size if case == "batch" else 1)
+            or not all("label" in r and "probabilities" in r for r in results)
+            or "model_version" not in document
+        ):
+            raise BenchError(
+                f"{server.name} answered {case} with an unexpected body: {answer[:300]!r}"
+            )
+        sizes[case] = len(answer)
+    return sizes
+
+
+def request_bodies(features: tuple[str, ...], batch_size: int) -> tuple[bytes, bytes]:
+    """A single-reading body and a batch body of ``batch_size`` distinct synthetic readings."""
+    from training.data import SYNTHETIC_FEATURES, synthetic
+
+    if tuple(features) != SYNTHETIC_FEATURES:
+        raise BenchError(
+            f"the HTTP benchmark sends synthetic readings ({', '.join(SYNTHETIC_FEATURES)}); "
+            f"the model takes {', '.join(features)}"
+        )
+    X = synthetic(batch_size + 1, np.random.default_rng(DATA_SEED)).X
+    readings = [
+        {name: round(float(v), 2) for name, v in zip(features, row, strict=True)} for row in X
+    ]
+    single = json.dumps(readings[0], separators=(",", ":")).encode()
+    batch = json.dumps({"readings": readings[1:]}, separators=(",", ":")).encode()
+    return single, batch
+
+
+def _median(results: list[WrkResult], attribute: str) -> float:
+    return statistics.median(getattr(r, attribute) for r in results)
+
+
+def run(ctx: Context) -> list[Row]:
+    """Warm up, then alternate the two apps run by run, per case; medians over the runs."""
+    import model
+
+    opts = ctx.options
+    wrk = ensure_wrk()
+    path = ctx.ensure_model().resolve()
+    classifier = model.load(path)
+    single, batch = request_bodies(classifier.features, opts.batch_size)
+    scripts = {
+        "single": write_wrk_script(ctx.workdir / "single.lua", single),
+        "batch": write_wrk_script(ctx.workdir / "batch.lua", batch),
+    }
+    readings = {"single": 1, "batch": opts.batch_size}
+    env = dict(os.environ) | {"SENSOR_MODEL_PATH": str(path)}
+    apps = (("service", SERVICE_TARGET), ("bare", BARE_TARGET))
+    runs: dict[str, dict[str, list[WrkResult]]] = {
+        case: {name: [] for name, _ in apps} for case in scripts
+    }
+    with ExitStack() as stack:
+        # Both servers run for the whole section, idle while the other is loaded, so that runs
+        # can alternate between them and a change in background load hits both alike.
+        servers = {
+            name: stack.enter_context(gunicorn(name, target, env, ctx.workdir))
+            for name, target in apps
+        }
+        answer_bytes = {}
+        for name, server in servers.items():
+            wait_ready(server, single)
+            answer_bytes[name] = check_answers(server, single, batch, opts.batch_size)
+        if opts.warmup > 0:
+            for case, script in scripts.items():
+                for name, server in servers.items():
+                    logger.info("http: warming up %s, %s (%g s)", name, case, opts.warmup)
+                    run_wrk(wrk, server.url, script, opts.connections, opts.threads, opts.warmup)
+        for i in range(opts.runs):
+            order = list(servers) if i % 2 == 0 else list(reversed(servers))
+            for case, script in scripts.items():
+                for name in order:
+                    result = run_wrk(
+                        wrk,
+                        servers[name].url,
+                        script,
+                        opts.connections,
+                        opts.threads,
+                        opts.duration,
+                    )
+                    logger.info(
+                        "http: run %d/%d %s %s: %.0f requests/s, p50 %.2f ms, p99 %.2f ms, %d errors",
+                        i + 1,
+                        opts.runs,
+                        case,
+                        name,
+                        result.ok_per_second,
+                        result.p50_ms,
+                        result.p99_ms,
+                        result.errors,
+                    )
+                    runs[case][name].append(result)
+        for server in servers.values():
+            if server.process.poll() is not None:
+                raise BenchError(
+                    f"gunicorn ({server.name}) died during the benchmark:\n{server.log_tail()}"
+                )
+
+    ctx.results["http"] = {
+        "model": str(path),
+        "model_source": ctx.model_source,
+        "gunicorn_conf": str(GUNICORN_CONF),
+        "targets": dict(apps),
+        "wrk": {
+            "threads": min(opts.threads, opts.connections),
+            "connections": opts.connections,
+            "duration_s": opts.duration,
+            "runs": opts.runs,
+            "warmup_s": opts.warmup,
+            "timeout_s": 5,
+        },
+        "request_bytes": {"single": len(single), "batch": len(batch)},
+        "response_bytes": answer_bytes,
+        "batch_size": opts.batch_size,
+        "cases": {
+            case: {
+                name: {
+                    "runs": [r.to_dict() for r in results],
+                    "median_requests_per_second": _median(results, "ok_per_second"),
+                    "median_readings_per_second": _median(results, "ok_per_second")
+                    * readings[case],
+                    "median_p50_ms": _median(results, "p50_ms"),
+                    "median_p99_ms": _median(results, "p99_ms"),
+                    "errors": sum(r.errors for r in results),
+                }
+                for name, results in by_app.items()
+            }
+            for case, by_app in runs.items()
+        },
+    }
+    return _rows(
+        runs,
+        opts.batch_size,
+        f"median of {opts.runs}x{opts.duration:g} s, {opts.connections} conn.",
+    )
+
+
+def _rows(runs: dict[str, dict[str, list[WrkResult]]], batch_size: int, how: str) -> list[Row]:
+    bare = "bare Flask"
+    single, batch = runs["single"], runs["batch"]
+    single_rate = _median(single["service"], "ok_per_second")
+    batch_readings = _median(batch["service"], "ok_per_second") * batch_size
+    rows = [
+        table.row(
+            "http.single.requests_per_second",
+            SECTION,
+            f"1 reading: requests/s = readings/s ({how})",
+            single_rate,
+            "requests/s",
+            "higher",
+            table.rate,
+            baseline=_median(single["bare"], "ok_per_second"),
+            baseline_label=bare,
+            target=f"≥ {MIN_SINGLE_RATIO:.2f}x bare Flask",
+            check=lambda v, r: r is not None and r >= MIN_SINGLE_RATIO,
+        ),
+        *_latency_rows("single", "1 reading", single),
+        _error_row("single", "1 reading", single),
+        table.row(
+            "http.batch.readings_per_second",
+            SECTION,
+            f"batch of {batch_size}: readings/s ({how})",
+            batch_readings,
+            "readings/s",
+            "higher",
+            table.rate,
+            baseline=_median(batch["bare"], "ok_per_second") * batch_size,
+            baseline_label=bare,
+            target=f"≥ {MIN_BATCH_READINGS_PER_SECOND:,}/s",
+            check=lambda v, r: v >= MIN_BATCH_READINGS_PER_SECOND,
+        ),
+        table.row(
+            "http.batch.requests_per_second",
+            SECTION,
+            f"batch of {batch_size}: requests/s",
+            _median(batch["service"], "ok_per_second"),
+            "requests/s",
+            "higher",
+            table.rate,
+            baseline=_median(batch["bare"], "ok_per_second"),
+            baseline_label=bare,
+        ),
+        *_latency_rows("batch", f"batch of {batch_size}", batch),
+        _error_row("batch", f"batch of {batch_size}", batch),
+    ]
+    for name, figure in REFERENCE_SINGLE:
+        rows.append(
+            table.row(
+                "reference.single."
+                + "_".join(name.lower().replace("+", " ").replace(",", " ").split()),
+                "reference†",
+                f"1 reading: ours vs {name}",
+                single_rate,
+                "requests/s",
+                "higher",
+                table.rate,
+                baseline=figure,
+                baseline_label="≈",
+                note=REFERENCE_NOTE,
+            )
+        )
+    rows.append(
+        table.row(
+            "reference.batch.bare_flask",
+            "reference†",
+            f"batch of {batch_size}: ours vs bare Flask constant",
+            batch_readings,
+            "readings/s",
+            "higher",
+            table.rate,
+            baseline=REFERENCE_BATCH_BARE,
+            baseline_label="≈",
+            note=REFERENCE_NOTE,
+        )
+    )
+    return rows
+
+
+def _latency_rows(case: str, label: str, by_app: dict[str, list[WrkResult]]) -> list[Row]:
+    return [
+        table.row(
+            f"http.{case}.{attribute}",
+            SECTION,
+            f"{label}: latency {attribute.split('_')[0]}",
+            _median(by_app["service"], attribute),
+            "ms",
+            "lower",
+            table.milliseconds,
+            baseline=_median(by_app["bare"], attribute),
+            baseline_label="bare Flask",
+        )
+        for attribute in ("p50_ms", "p99_ms")
+    ]
+
+
+def _error_row(case: str, label: str, by_app: dict[str, list[WrkResult]]) -> Row:
+    return table.row(
+        f"http.{case}.errors",
+        SECTION,
+        f"{label}: errors (socket + non-2xx), all runs",
+        sum(r.errors for r in by_app["service"]),
+        "",
+        "lower",
+        table.count,
+        baseline=sum(r.errors for r in by_app["bare"]),
+        baseline_label="bare Flask",
+        with_ratio=False,
+        target="0",
+        check=lambda v, r: v == 0,
+    )

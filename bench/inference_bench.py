@@ -1,0 +1,147 @@
+"""In-process inference: `Classifier.predict_proba` beside scikit-learn's for a network of the same shape."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import timeit
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bench import table
+from bench.context import Context
+from bench.table import Row
+
+logger = logging.getLogger(__name__)
+
+SECTION = "inference"
+DATA_SEED = 11
+# scikit-learn's network is fitted just enough to be a real fitted estimator: only its
+# predict_proba is timed, and that costs the same whatever the weights are.
+SKLEARN_FIT_SAMPLES = 5_000
+SKLEARN_FIT_ITER = 20
+# Repeats of the single-reading timing; each repeat runs as many calls as fill ~0.2 s.
+SINGLE_REPEATS = 7
+
+
+def per_call_seconds(call: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds per call of ``call``, once per repeat; each repeat loops enough calls to time well."""
+    timer = timeit.Timer(call)
+    number, _ = timer.autorange()
+    return [t / number for t in timer.repeat(repeat=repeats, number=number)]
+
+
+def once_seconds(call: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of ``repeats`` single calls of a long-running ``call``."""
+    return timeit.Timer(call).repeat(repeat=repeats, number=1)
+
+
+def hidden_sizes(classifier: Any) -> tuple[int, ...]:
+    """Hidden layer widths of a loaded classifier's network, read from its weight shapes."""
+    return tuple(int(W.shape[1]) for W in classifier.network.coefs[:-1])
+
+
+def run(ctx: Context) -> list[Row]:
+    """Time ours and scikit-learn's predict_proba on 1 reading and on ``inference_rows`` readings."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    import model
+    from training.data import synthetic
+
+    opts = ctx.options
+    path = ctx.ensure_model()
+    classifier = model.load(path)
+    hidden = hidden_sizes(classifier)
+    dtype = classifier.network.dtype
+    rng = np.random.default_rng(DATA_SEED)
+    data = synthetic(opts.inference_rows, rng)
+    X_many = data.X
+    X_one = X_many[:1].copy()
+
+    # Same hidden sizes, same float precision as our network; fitted on standardized readings,
+    # so it is handed standardized ones (our predict_proba standardizes and calibrates inside,
+    # work scikit-learn's call does not do).
+    fit = synthetic(SKLEARN_FIT_SAMPLES, rng)
+    Xs_fit = classifier.standardizer.transform(fit.X).astype(dtype)
+    estimator = MLPClassifier(hidden_layer_sizes=hidden, max_iter=SKLEARN_FIT_ITER, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(Xs_fit, fit.y)
+    Xs_many = classifier.standardizer.transform(X_many).astype(dtype)
+    Xs_one = Xs_many[:1].copy()
+    if estimator.coefs_[0].dtype != dtype:
+        logger.warning("scikit-learn's weights are %s, ours %s", estimator.coefs_[0].dtype, dtype)
+
+    logger.info("inference: predict_proba on 1 reading")
+    ours_one = per_call_seconds(lambda: classifier.predict_proba(X_one), SINGLE_REPEATS)
+    sk_one = per_call_seconds(lambda: estimator.predict_proba(Xs_one), SINGLE_REPEATS)
+    logger.info("inference: predict_proba on %d readings", opts.inference_rows)
+    ours_many = once_seconds(lambda: classifier.predict_proba(X_many), opts.repeats)
+    sk_many = once_seconds(lambda: estimator.predict_proba(Xs_many), opts.repeats)
+
+    P = classifier.predict_proba(X_many)
+    if not np.allclose(P.sum(axis=1), 1.0):
+        raise ValueError("predict_proba rows do not sum to 1")
+
+    ctx.results["inference"] = {
+        "model": str(path),
+        "model_source": ctx.model_source,
+        "hidden": list(hidden),
+        "dtype": str(np.dtype(dtype)),
+        "rows": opts.inference_rows,
+        "ours": {
+            "one_reading_seconds": ours_one,
+            "many_readings_seconds": ours_many,
+            "includes": "standardization, network, temperature scaling, softmax",
+        },
+        "sklearn": {
+            "estimator": f"MLPClassifier(hidden_layer_sizes={hidden}) fitted on "
+            f"{SKLEARN_FIT_SAMPLES} readings, {SKLEARN_FIT_ITER} iterations, {np.dtype(dtype)}",
+            "one_reading_seconds": sk_one,
+            "many_readings_seconds": sk_many,
+            "includes": "network, softmax (input already standardized)",
+        },
+    }
+    shape = "x".join(str(h) for h in hidden)
+    baseline = f"sklearn MLP {shape}"
+    one = statistics.median(ours_one)
+    many = statistics.median(ours_many)
+    return [
+        table.row(
+            "inference.one_reading_seconds",
+            SECTION,
+            f"predict_proba, 1 reading (median of {SINGLE_REPEATS})",
+            one,
+            "s",
+            "lower",
+            table.seconds,
+            baseline=statistics.median(sk_one),
+            baseline_label=baseline,
+        ),
+        table.row(
+            "inference.many_readings_seconds",
+            SECTION,
+            f"predict_proba, {opts.inference_rows:,} readings (median of {opts.repeats})",
+            many,
+            "s",
+            "lower",
+            table.seconds,
+            baseline=statistics.median(sk_many),
+            baseline_label=baseline,
+        ),
+        table.row(
+            "inference.many_readings_per_second",
+            SECTION,
+            f"predict_proba throughput, {opts.inference_rows:,} readings",
+            opts.inference_rows / many,
+            "readings/s",
+            "higher",
+            table.rate,
+            baseline=opts.inference_rows / statistics.median(sk_many),
+            baseline_label=baseline,
+        ),
+    ]

@@ -1,0 +1,46 @@
+"""run_measured: the wall time, peak memory and time limit of one child process."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from bench.procs import BenchError, run_measured
+
+
+def test_peak_rss_is_the_measured_childs_own() -> None:
+    # A 200 MB bytes object is written in full, so its pages are really resident. The small
+    # child runs after the big one: getrusage(RUSAGE_CHILDREN) would still report the big one.
+    big = run_measured([sys.executable, "-c", "b = b'x' * 200_000_000"], timeout=60).check()
+    small = run_measured([sys.executable, "-c", "pass"], timeout=60).check()
+    assert big.peak_rss_bytes > 200_000_000
+    assert small.peak_rss_bytes < 50_000_000
+
+
+def test_the_callers_memory_does_not_count() -> None:
+    # Linux counts the pre-exec memory of a forked child in its peak RSS: spawned straight from
+    # a process holding 300 MB, an idle interpreter would report over 300 MB.
+    held = b"x" * 300_000_000
+    small = run_measured([sys.executable, "-c", "pass"], timeout=60).check()
+    assert len(held) == 300_000_000
+    assert small.peak_rss_bytes < 50_000_000
+
+
+def test_wall_time_output_and_status() -> None:
+    code = "import sys, time; time.sleep(0.3); print('out'); print('err', file=sys.stderr); sys.exit(3)"
+    measured = run_measured([sys.executable, "-c", code], timeout=60)
+    assert measured.wall_seconds >= 0.3
+    assert measured.returncode == 3
+    assert measured.stdout.strip() == "out"
+    assert measured.stderr.strip() == "err"
+    with pytest.raises(BenchError, match="status 3"):
+        measured.check()
+
+
+def test_a_child_past_its_time_limit_is_killed() -> None:
+    started = time.perf_counter()
+    with pytest.raises(BenchError, match=r"did not finish within 0\.5 s"):
+        run_measured([sys.executable, "-c", "import time; time.sleep(60)"], timeout=0.5)
+    assert time.perf_counter() - started < 20
