@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv
 
+from service.settings import ServerSettings
 from tests.deploy.dockerfile import read as read_dockerfile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -189,6 +191,30 @@ def test_deployment_matches_the_image() -> None:
     assert int(exposed.arguments) == bind_port
     # Model from the image: the path the image copies it to.
     assert env["SENSOR_MODEL_PATH"] == runtime.env["SENSOR_MODEL_PATH"]
+
+
+def cpus(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("2", "1.5", "500m") in CPUs."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def test_workers_and_shutdown_fit_the_pod() -> None:
+    deployment = base_resource("Deployment")
+    container = only_container(deployment)
+    env = env_of(container)
+    workers = int(env["SENSOR_WORKERS"])
+    assert 1 <= workers <= math.ceil(cpus(container["resources"]["limits"]["cpu"]))
+    assert cpus(container["resources"]["requests"]["cpu"]) <= cpus(
+        container["resources"]["limits"]["cpu"]
+    )
+
+    # The kubelet's grace period covers the preStop pause and then gunicorn's graceful shutdown.
+    graceful = int(
+        env.get("SENSOR_GRACEFUL_TIMEOUT", ServerSettings.model_fields["graceful_timeout"].default)
+    )
+    pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep"
+    assert pod_spec(deployment)["terminationGracePeriodSeconds"] >= int(pause[1]) + graceful
 
 
 def test_writable_paths_are_mounted_on_a_read_only_root() -> None:
