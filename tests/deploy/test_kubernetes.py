@@ -141,6 +141,9 @@ def test_validation_rejects_a_broken_deployment(path: tuple[Any, ...], value: An
 def test_kustomizations_reference_every_manifest() -> None:
     (base,) = load_documents(BASE / "kustomization.yaml")
     assert sorted(base["resources"]) == MANIFESTS
+    # The image transformer matches by name; a mismatch would silently keep the default image.
+    image = only_container(base_resource("Deployment"))["image"]
+    assert [i["name"] for i in base["images"]] == [image.partition(":")[0]]
     (overlay,) = load_documents(OVERLAY / "kustomization.yaml")
     assert overlay["resources"] == ["../base"]
     for patch in overlay["patches"]:
