@@ -1,0 +1,75 @@
+"""gunicorn settings for the sensor classifier: `gunicorn -c gunicorn.conf.py service.wsgi:app`.
+
+Every value comes from `service.settings.ServerSettings` (environment variables `SENSOR_*`);
+command-line flags such as `--bind` still take precedence over this file.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+# One BLAS/OpenMP thread per worker: the workers already use every CPU, and each spawning a thread
+# per core would thrash them. Set before anything imports numpy; workers inherit it.
+for _variable in (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+):
+    os.environ[_variable] = "1"
+
+# prometheus_client's multiprocess mode keeps each worker's metrics in files in this directory and
+# must see it before it is imported; without a directory from the environment, use a fresh one.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sensor-prometheus-")
+_metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+_metrics_dir.mkdir(parents=True, exist_ok=True)
+
+from service.gunicorn_support import available_cpus  # noqa: E402
+from service.settings import ServerSettings  # noqa: E402
+
+_server = ServerSettings()
+
+bind = [_server.bind]
+workers = _server.workers or available_cpus()
+# Chosen by benchmark (README, "Performance"): the model answers in microseconds, so a worker is
+# CPU-bound and needs no threads, but must never block on a slow client. gevent gives each
+# connection a greenlet (keep-alive, slow clients cost a greenlet, not a worker) at the lowest
+# per-request cost of gunicorn's workers.
+worker_class = "gevent"
+worker_connections = _server.worker_connections
+keepalive = _server.keepalive
+timeout = _server.timeout
+graceful_timeout = _server.graceful_timeout
+max_requests = _server.max_requests
+max_requests_jitter = _server.max_requests_jitter
+# The app loads its model in each worker, after gevent has patched the worker.
+preload_app = False
+# Nothing here is managed through gunicorn's control socket; several servers (tests, replicas
+# sharing a home directory) would otherwise fight over one socket path.
+control_socket_disable = True
+
+logger_class = "service.gunicorn_support.JsonLogger"
+accesslog = "-" if _server.access_log else None
+errorlog = "-"
+loglevel = _server.log_level.lower()
+# The app's own log lines go to stderr through the root logger (configured in service.wsgi).
+capture_output = False
+
+
+def on_starting(server):
+    """Before any worker: start from an empty metrics directory, and refuse a bad model."""
+    for stale in _metrics_dir.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    from service.gunicorn_support import check_model
+
+    check_model()
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live gauges from the metrics (prometheus multiprocess mode)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,39 @@
+"""The application factory: settings in, a Flask app serving the loaded model out."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service import metrics as request_metrics
+from service.api import create_api
+from service.errors import register_error_handlers
+from service.kserve import create_v2
+from service.metrics import Metrics
+from service.openapi import create_docs
+from service.runtime import ModelRuntime, Observers
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app for ``settings`` (default: from the environment).
+
+    Loads the model first and raises `runtime.ModelLoadError` if it cannot be served: a service
+    without a model must not start (and never answers 500 on every request instead).
+    """
+    settings = settings or Settings()
+    metrics = Metrics()
+    runtime = ModelRuntime(
+        settings, Observers(classified=metrics.classified, reloaded=metrics.reloaded)
+    )
+    runtime.start()
+
+    app = Flask(__name__)
+    # Flask's own JSON and 413 handling are not used: bodies are read and limited by the API.
+    app.config.update(MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
+    app.extensions["sensor"] = {"settings": settings, "runtime": runtime, "metrics": metrics}
+    register_error_handlers(app)
+    app.register_blueprint(create_api(runtime, settings, metrics))
+    app.register_blueprint(create_v2(runtime, settings))
+    app.register_blueprint(create_docs(runtime, settings))
+    request_metrics.init_app(app, metrics)
+    return app

@@ -1,0 +1,289 @@
+"""The data plane: owns the loaded model, notices a new artifact, and turns readings into answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import model
+from service.inference import ModelPredictor, Predictor, build_predictor
+from service.schemas import (
+    BatchRequest,
+    RequestSchemas,
+    ResponseSchemas,
+    SchemaError,
+    SingleRequest,
+    response_schemas,
+)
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TRAIN_COMMAND = "python -m training"
+
+
+class ModelLoadError(Exception):
+    """The artifact cannot be served; the message names the file, the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class FileSignature:
+    """What `stat` says about the artifact; any change means a new file may be in place."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileSignature:
+        st = os.stat(path)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One artifact, ready to answer: everything a request needs, consistent with each other."""
+
+    classifier: model.Classifier
+    predictor: Predictor | ModelPredictor
+    requests: RequestSchemas
+    responses: ResponseSchemas
+    path: Path
+    signature: FileSignature | None
+    loaded_at: dt.datetime
+    version: str = field(init=False)
+    classes: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", self.classifier.version)
+        object.__setattr__(self, "classes", self.classifier.classes)
+
+
+def load_model(path: Path, settings: Settings) -> LoadedModel:
+    """Load, check and prepare the artifact at ``path``; raises ModelLoadError."""
+    try:
+        signature: FileSignature | None = FileSignature.of(path)
+    except OSError:
+        signature = None
+    try:
+        classifier = model.load(path)
+        requests = RequestSchemas(
+            classifier.features, classifier.units, settings.max_batch, settings.max_json_depth
+        )
+    except (model.ArtifactError, SchemaError) as exc:
+        raise ModelLoadError(str(exc)) from None
+    except Exception as exc:
+        # Whatever else a broken file provokes, it is still the file's fault, not the request's.
+        raise ModelLoadError(f"model artifact {path}: cannot be loaded ({exc!r})") from None
+    return LoadedModel(
+        classifier=classifier,
+        predictor=build_predictor(classifier),
+        requests=requests,
+        responses=response_schemas(classifier.classes),
+        path=path,
+        signature=signature,
+        loaded_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def startup_message(error: ModelLoadError, path: Path) -> str:
+    """The one log line explaining why the service cannot start and what to do about it."""
+    return (
+        f"cannot start: {error}. Train a model with `{TRAIN_COMMAND} --out {path}`"
+        " or set SENSOR_MODEL_PATH to an existing artifact."
+    )
+
+
+@dataclass
+class Observers:
+    """Callbacks through which the runtime reports to metrics (no-ops by default)."""
+
+    classified: Callable[[str, int], None] = lambda label, count: None
+    reloaded: Callable[[str, str | None, str], None] = lambda outcome, old, new: None
+
+
+class ModelRuntime:
+    """Serves one model at a time and swaps in a new artifact when the file changes.
+
+    Every request asks for ``current()``: at most once per ``reload_interval`` that costs a
+    `stat` of the artifact, and when the file changed the new artifact is loaded, checked and
+    swapped in before the request is answered. A file that fails to load is logged and skipped
+    (until it changes again) while the previous model keeps answering. Each worker process does
+    this on its own, so there is nothing to coordinate.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        observers: Observers | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.path = settings.model_path
+        self.observers = observers or Observers()
+        self._clock = clock
+        self._interval = settings.reload_interval
+        self._loaded: LoadedModel | None = None
+        self._next_check = 0.0
+        self._refused: FileSignature | None = None
+        self._unreadable_logged = False
+        # Only one thread reloads; the others keep answering with the current model meanwhile.
+        self._reload_lock = threading.Lock()
+
+    def start(self) -> LoadedModel:
+        """Load the configured artifact; raises ModelLoadError (the service must not start)."""
+        loaded = load_model(self.path, self.settings)
+        self._install(loaded, previous=None)
+        return loaded
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The model answering now, without checking the file."""
+        return self._loaded
+
+    def current(self) -> LoadedModel:
+        """The model to answer this request with, after a due check for a new artifact."""
+        if self._clock() >= self._next_check:
+            self.check_for_update()
+        loaded = self._loaded
+        if loaded is None:
+            raise ModelLoadError(f"no model loaded from {self.path}")
+        return loaded
+
+    def check_for_update(self) -> bool:
+        """Load the artifact if the file changed since it was loaded; True if a new one is in."""
+        if not self._reload_lock.acquire(blocking=False):
+            return False
+        try:
+            self._next_check = self._clock() + self._interval
+            try:
+                signature = FileSignature.of(self.path)
+            except OSError as exc:
+                # A file being replaced by a non-atomic writer, or removed: keep serving, say so once.
+                if not self._unreadable_logged:
+                    logger.error(
+                        "model artifact %s: cannot stat (%s); still serving model %s",
+                        self.path,
+                        exc.strerror,
+                        self._loaded.version if self._loaded else None,
+                    )
+                    self._unreadable_logged = True
+                return False
+            self._unreadable_logged = False
+            current = self._loaded
+            if (current is not None and signature == current.signature) or (
+                signature == self._refused
+            ):
+                return False
+            return self._reload(signature)
+        finally:
+            self._reload_lock.release()
+
+    def _reload(self, signature: FileSignature) -> bool:
+        previous = self._loaded
+        try:
+            loaded = load_model(self.path, self.settings)
+        except ModelLoadError as exc:
+            self._refused = signature
+            logger.error(
+                "refused new model artifact: %s; still serving model %s",
+                exc,
+                previous.version if previous else None,
+            )
+            self.observers.reloaded("failure", previous.version if previous else None, "")
+            return False
+        self._refused = None
+        self._install(loaded, previous)
+        return True
+
+    def _install(self, loaded: LoadedModel, previous: LoadedModel | None) -> None:
+        self._loaded = loaded
+        old = previous.version if previous else None
+        if previous is None:
+            logger.info("serving model %s from %s", loaded.version, loaded.path)
+        else:
+            logger.info("now serving model %s from %s (was %s)", loaded.version, loaded.path, old)
+        self.observers.reloaded("success", old, loaded.version)
+
+    def self_test(self) -> tuple[bool, str]:
+        """Whether the current model answers a reading at the middle of its training range."""
+        loaded = self._loaded
+        if loaded is None:
+            return False, f"no model loaded from {self.path}"
+        try:
+            clf = loaded.classifier
+            middle = ((clf.feature_min + clf.feature_max) / 2.0).tolist()
+            p = loaded.predictor.proba_one(middle)
+            ok = len(p) == len(loaded.classes) and all(0.0 <= v <= 1.0 for v in p)
+            if ok and abs(sum(p) - 1.0) < 1e-6:
+                return True, "ok"
+            return False, f"self-test prediction is not a probability distribution: {p}"
+        except Exception as exc:
+            logger.exception("self-test prediction failed")
+            return False, f"self-test prediction failed: {exc!r}"
+
+    # --- answers -------------------------------------------------------------------------
+
+    def classify_one(self, loaded: LoadedModel, reading: SingleRequest) -> dict[str, Any]:
+        """The answer to one reading: label, confidence, probabilities, range flag, version."""
+        p = loaded.predictor.proba_one(reading.values)
+        best = p.index(max(p))
+        classes = loaded.classes
+        answer = {
+            "label": classes[best],
+            "confidence": p[best],
+            "probabilities": dict(zip(classes, p, strict=True)),
+            "in_training_range": loaded.predictor.in_range_one(reading.values),
+            "model_version": loaded.version,
+        }
+        if reading.id is not None:
+            answer["id"] = reading.id
+        self.observers.classified(classes[best], 1)
+        return answer
+
+    def classify_batch(self, loaded: LoadedModel, batch: BatchRequest) -> dict[str, Any]:
+        """The answers to a batch, in request order, with the version once."""
+        P = loaded.predictor.proba(batch.X)
+        best = P.argmax(axis=1)
+        confidence = P[np.arange(P.shape[0]), best].tolist()
+        classes = loaded.classes
+        labels = [classes[i] for i in best.tolist()]
+        within = loaded.predictor.in_range(batch.X).tolist()
+        results = [
+            {
+                "label": label,
+                "confidence": c,
+                "probabilities": dict(zip(classes, row, strict=True)),
+                "in_training_range": ok,
+            }
+            for label, c, row, ok in zip(labels, confidence, P.tolist(), within, strict=True)
+        ]
+        if batch.ids is not None:
+            for result, reading_id in zip(results, batch.ids, strict=True):
+                if reading_id is not None:
+                    result["id"] = reading_id
+        self._count(classes, best)
+        return {"model_version": loaded.version, "results": results}
+
+    def probabilities(self, loaded: LoadedModel, X: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Calibrated probabilities (n, n_classes) of readings ``X`` (n, n_features), counted."""
+        P = loaded.predictor.proba(X)
+        self._count(loaded.classes, P.argmax(axis=1))
+        return P
+
+    def _count(self, classes: tuple[str, ...], best: np.ndarray[Any, Any]) -> None:
+        for label, count in zip(
+            classes, np.bincount(best, minlength=len(classes)).tolist(), strict=True
+        ):
+            if count:
+                self.observers.classified(label, count)

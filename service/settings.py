@@ -1,0 +1,92 @@
+"""The service's configuration: environment variables with the ``SENSOR_`` prefix, one field each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The deepest document the API itself needs: an inference request with nested data,
+# `{"inputs": [{"data": [[...]]}]}`, has five levels. The limit can never be set below that.
+API_JSON_DEPTH = 5
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Explicit arguments > environment > defaults.
+
+    Each field's docstring is what the README's settings table says about it.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSOR_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    model_path: Path = Path("models/model.npz")
+    """Path of the model artifact (`.npz`) written by `python -m training`. Replacing this file
+    (atomically, as training does) rolls the new model out to every worker."""
+
+    model_name: str = Field(
+        default="sensor-classifier", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$"
+    )
+    """The model's name in the Open Inference Protocol (KServe V2) paths `/v2/models/{name}`."""
+
+    max_batch: int = Field(default=10_000, ge=1)
+    """Most readings accepted in one `{"readings": [...]}` batch; more is a 422."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest request body accepted, in bytes; a larger body is a 413 (checked before reading
+    it when the client sends Content-Length)."""
+
+    max_json_depth: int = Field(default=32, ge=API_JSON_DEPTH)
+    """Deepest JSON nesting accepted (arrays and objects); deeper documents are a 400."""
+
+    request_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to deliver its whole request body; a slower client gets a 408."""
+
+    reload_interval: float = Field(default=0.5, ge=0)
+    """Seconds between checks of the model file for a new artifact (a `stat` of the file, made by
+    whichever request comes first after the interval); 0 checks on every request."""
+
+    log_level: str = Field(default="info", pattern=r"(?i)^(debug|info|warning|error|critical)$")
+    """Level of the service's own log lines (stderr)."""
+
+
+class ServerSettings(BaseSettings):
+    """How gunicorn runs the app (read by `gunicorn.conf.py`), same prefix and priority."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSOR_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    bind: str = "127.0.0.1:8000"
+    """Address gunicorn listens on (`host:port`); the container image sets `0.0.0.0:8000`."""
+
+    workers: int | None = Field(default=None, ge=1)
+    """Worker processes. Default: the CPUs this process may really use (the cgroup CPU quota,
+    rounded up, and the CPU affinity mask, whichever is smaller)."""
+
+    worker_connections: int = Field(default=1000, ge=1)
+    """Simultaneous connections per worker; slow clients each hold one, never a worker."""
+
+    keepalive: int = Field(default=5, ge=1)
+    """Seconds an idle keep-alive connection stays open; also the time a client has to send a
+    request's line and headers."""
+
+    graceful_timeout: int = Field(default=25, ge=1)
+    """Seconds a worker gets after SIGTERM (or a restart) to finish the requests it accepted."""
+
+    timeout: int = Field(default=30, ge=1)
+    """Seconds of silence (a blocked event loop) after which gunicorn kills and replaces a worker."""
+
+    max_requests: int = Field(default=100_000, ge=0)
+    """Requests after which a worker is replaced (0: never); bounds any slow memory growth."""
+
+    max_requests_jitter: int = Field(default=10_000, ge=0)
+    """Random extra requests (0 to this) per worker, so workers are not all replaced at once."""
+
+    access_log: bool = True
+    """Whether gunicorn writes one JSON line per request to stdout."""
+
+    log_level: str = Field(default="info", pattern=r"(?i)^(debug|info|warning|error|critical)$")
+    """Level of gunicorn's own log lines (stderr)."""

@@ -1,0 +1,84 @@
+"""Tiny model artifacts for tests: real `model.Classifier`s with random weights, no training needed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import model
+
+DEFAULT_FEATURES = ("temperature", "vibration")
+DEFAULT_UNITS = ("°C", "mm/s")
+DEFAULT_CLASSES = ("normal", "warning", "critical")
+# Roughly the synthetic default data's range (°C, mm/s).
+DEFAULT_MIN = (20.0, 0.0)
+DEFAULT_MAX = (90.0, 12.0)
+
+
+def build_classifier(
+    *,
+    features: Sequence[str] = DEFAULT_FEATURES,
+    units: Sequence[str] | None = None,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    hidden: Sequence[int] = (16,),
+    feature_min: Sequence[float] | None = None,
+    feature_max: Sequence[float] | None = None,
+    temperature: float = 1.5,
+    seed: int = 0,
+    dtype: Any = np.float32,
+    metadata: Mapping[str, Any] | None = None,
+) -> model.Classifier:
+    """A classifier over ``features`` and ``classes`` with weights drawn from ``seed``.
+
+    Different seeds give different weights, hence different `version`s. Biases are random too,
+    so the classes are not all equally likely. The standardizer maps the training range to
+    roughly [-1.7, 1.7], as data uniform over that range would.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(features)
+    if units is None:
+        units = DEFAULT_UNITS if tuple(features) == DEFAULT_FEATURES else ("",) * n
+    if feature_min is None:
+        feature_min = DEFAULT_MIN if tuple(features) == DEFAULT_FEATURES else (0.0,) * n
+    if feature_max is None:
+        feature_max = DEFAULT_MAX if tuple(features) == DEFAULT_FEATURES else (1.0,) * n
+    lo = np.asarray(feature_min, dtype=np.float64)
+    hi = np.asarray(feature_max, dtype=np.float64)
+    network = model.MLP.initialize([n, *hidden, len(classes)], rng=rng, dtype=dtype)
+    for b in network.intercepts:
+        b[:] = rng.normal(0.0, 0.5, size=b.shape)
+    return model.Classifier(
+        network=network,
+        standardizer=model.Standardizer(mean=(lo + hi) / 2.0, scale=(hi - lo) / np.sqrt(12.0)),
+        classes=tuple(classes),
+        features=tuple(features),
+        units=tuple(units),
+        feature_min=lo,
+        feature_max=hi,
+        temperature=temperature,
+        metadata=dict(
+            metadata
+            if metadata is not None
+            else {
+                "created_at": "2026-01-01T00:00:00+00:00",
+                "config": {"hidden": list(hidden), "seed": seed},
+                "data": {"source": "tests.support.artifacts"},
+                "metrics": {"test": {"accuracy": 0.5}},
+            }
+        ),
+    )
+
+
+def write_artifact(path: Path, **kwargs: Any) -> Path:
+    """Save ``build_classifier(**kwargs)`` atomically at ``path``; returns ``path``."""
+    build_classifier(**kwargs).save(path)
+    return path
+
+
+def middle_reading(classifier: model.Classifier) -> dict[str, float]:
+    """A reading at the middle of the training range, keyed by feature name."""
+    middle = (classifier.feature_min + classifier.feature_max) / 2.0
+    return dict(zip(classifier.features, middle.tolist(), strict=True))
