@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -298,6 +299,19 @@ def _fit_config(args: argparse.Namespace) -> Any:
     return FitConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _terminal_size() -> tuple[int, int]:
+    """Columns and lines of the terminal on stderr, 80 x 24 where it reports none.
+
+    A pseudo-terminal whose size was never set reports 0 x 0, and tqdm then hides its bar as
+    if it were below the bottom of the screen.
+    """
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return 80, 24
+    return size.columns or 80, size.lines or 24
+
+
 class _Progress:
     """A tqdm bar over optimizer steps on a terminal, one log line per epoch otherwise."""
 
@@ -309,8 +323,15 @@ class _Progress:
         if self.interactive:
             from tqdm import tqdm
 
+            columns, lines = _terminal_size()
             self.bar = tqdm(
-                total=total_steps, unit="step", desc="training", leave=False, file=sys.stderr
+                total=total_steps,
+                unit="step",
+                desc="training",
+                leave=False,
+                file=sys.stderr,
+                ncols=columns,
+                nrows=lines,
             )
 
     def steps(self, n: int) -> None:

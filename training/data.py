@@ -298,7 +298,8 @@ def load_csv(
 
     n_invalid = int(invalid.sum())
     if problems and not drop_invalid:
-        row, column, detail = min(problems)
+        # The first bad line; within it, features (in order) before label before group.
+        row, column, detail = min(problems, key=lambda p: (p[0], columns.index(p[1])))
         raise DataError(
             f"{_location(path, row + _FIRST_DATA_LINE, column)}: {detail}"
             f" ({n_invalid} of {n_rows} rows are invalid; --drop-invalid skips them)"

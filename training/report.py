@@ -57,19 +57,20 @@ def plot_loss(history: dict[str, Any], path: Path) -> None:
     for ax in (top, bottom):
         ax.axvline(best, color="grey", linestyle="--", linewidth=1)
         ax.grid(alpha=0.3)
-    # Label the kept epoch on the side with room (the last epoch sits at the right edge).
+    # Label the kept epoch just under the top edge, on the side with room, clear of the curves.
     left = best > (len(epochs) + 1) / 2
-    top.annotate(
+    top.text(
+        best + (-0.15 if left else 0.15),
+        0.97,
         f"kept: epoch {best}",
-        xy=(best, history["validation_loss"][best - 1]),
-        xytext=(-8 if left else 8, 16),
-        textcoords="offset points",
+        transform=top.get_xaxis_transform(),
         ha="right" if left else "left",
+        va="top",
         color="dimgrey",
     )
     top.set_ylabel("cross-entropy loss")
     top.set_title("Loss by epoch")
-    top.legend()
+    top.legend(loc="center right")
     bottom.plot(epochs, history["validation_accuracy"], "s-", color="C1")
     bottom.set_ylabel("validation accuracy")
     bottom.set_xlabel("epoch")

@@ -1,0 +1,41 @@
+"""Fixtures for the training tests: CSV files written in tmp_path and a tiny model trained once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import model
+from training.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_DATA = REPO / ".." / "shared" / "data" / "hydraulic_cooler_ts1_vs1.csv"
+# Few samples and epochs: the tests check plumbing and honesty, the benchmarks check quality.
+TINY_TRAIN = ("--samples", "3000", "--epochs", "4", "--quiet")
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write ``text`` (a whole CSV file, header included) to ``tmp_path / name``."""
+
+    def write(text: str, name: str = "data.csv") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained by the command line on a little synthetic data (read-only for tests)."""
+    path = tmp_path_factory.mktemp("tiny") / "model.npz"
+    assert main([*TINY_TRAIN, "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_artifact: Path) -> model.Classifier:
+    return model.load(tiny_artifact)
