@@ -34,6 +34,7 @@ QUICK = {
     "samples": 20_000,
     "test_samples": 20_000,
     "train_epochs": 2,
+    "train_runs": 1,
     "sklearn_max_iter": 20,
     "real_epochs": 2,
     "csv_rows": 100_000,
@@ -148,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--epochs for `python -m training` (default: 0, its own choice)",
     )
     training.add_argument(
+        "--train-runs",
+        type=_positive_int,
+        metavar="N",
+        help=f"timed runs of the training command and of scikit-learn's fit, alternating; "
+        f"the table shows medians (default: {defaults.train_runs})",
+    )
+    training.add_argument(
         "--sklearn-max-iter",
         type=_positive_int,
         metavar="N",
@@ -254,6 +262,7 @@ def options_from(args: argparse.Namespace) -> Options:
         "samples",
         "test_samples",
         "train_epochs",
+        "train_runs",
         "sklearn_max_iter",
         "real_data",
         "real_epochs",

@@ -31,6 +31,7 @@ class Options:
     samples: int = 300_000
     test_samples: int = 300_000
     train_epochs: int | None = None
+    train_runs: int = 3
     sklearn_max_iter: int = 200
     real_data: Path = REAL_DATA
     real_epochs: int | None = None

@@ -21,6 +21,7 @@ TINY = [
     "--samples", "3000",
     "--test-samples", "3000",
     "--train-epochs", "10",
+    "--train-runs", "2",
     "--sklearn-max-iter", "3",
     "--real-epochs", "1",
     "--csv-rows", "5000",

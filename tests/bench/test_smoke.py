@@ -67,6 +67,16 @@ def test_measured_rows_hold_plausible_numbers(bench_run: BenchRun) -> None:
     synthetic = bench_run.document["results"]["training"]["synthetic"]
     assert synthetic["sklearn"]["same_training_data"] is True
     assert synthetic["test_set"]["samples"] == 3000
+    assert (
+        len(synthetic["ours"]["wall_seconds_runs"])
+        == len(synthetic["sklearn"]["fit_seconds_runs"])
+        == 2
+    )
+    assert math.isclose(
+        rows["training.wall_seconds"]["value"],
+        synthetic["ours"]["wall_seconds_median"],
+        abs_tol=1e-3,
+    )
     real = rows["training.real_accuracy"]
     if REAL_DATA.is_file():
         assert real["value"] > 0.8
