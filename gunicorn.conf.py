@@ -63,9 +63,11 @@ def on_starting(server):
     """Before any worker: start from an empty metrics directory, and refuse a bad model."""
     for stale in _metrics_dir.glob("*.db"):
         stale.unlink(missing_ok=True)
-    from service.gunicorn_support import check_model
+    from service.gunicorn_support import check_model, install_json_errors
 
     check_model()
+    # Workers are forked from this process and inherit the patched error writer.
+    install_json_errors()
 
 
 def child_exit(server, worker):

@@ -129,3 +129,26 @@ def check_model() -> None:
     except ModelLoadError as exc:
         logging.getLogger("gunicorn.error").critical(startup_message(exc, settings.model_path))
         raise SystemExit(1) from None
+
+
+def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error answer (a request it cannot parse) in the service's JSON envelope.
+
+    gunicorn answers such requests before the app sees them, with an HTML page; this replaces
+    `gunicorn.util.write_error` so that every error status carries the one envelope.
+    """
+    from gunicorn import util
+
+    body = orjson.dumps({"error": {"status": status_int, "message": mesg or reason, "details": []}})
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def install_json_errors() -> None:
+    """Make gunicorn's parser errors (bad Content-Length, request line, headers) JSON."""
+    from gunicorn import util
+
+    util.write_error = write_json_error
