@@ -8,7 +8,7 @@ import pytest
 
 from bench import compare, training_bench
 from bench.context import Context, Options
-from tests.bench.conftest import REAL_DATA, BenchRun
+from tests.bench.smoke_run import REAL_DATA, BenchRun
 
 pytestmark = pytest.mark.e2e
 
