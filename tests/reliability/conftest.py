@@ -1,0 +1,39 @@
+"""Fixtures for the reliability tests: real gunicorn servers on 127.0.0.1 serving tiny artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.live import LiveServer, start_server
+from tests.support.artifacts import write_artifact
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "soak: a minute-long load test; part of `make test`, deselect locally with -m 'not soak'",
+    )
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    """A tiny real artifact at the path the server will watch."""
+    return write_artifact(tmp_path / "models" / "model.npz", seed=1)
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start real gunicorn servers (``start_server`` arguments); every one is stopped afterwards."""
+    servers: list[LiveServer] = []
+
+    def start(model_path: Path, **settings: object) -> LiveServer:
+        server = start_server(model_path, tmp_path / f"server-{len(servers)}", **settings)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,252 @@
+"""The catalog of bad input, sent over real sockets to a real gunicorn: documented 4xx, JSON envelope.
+
+After every bad request a normal one must still be answered, so a crash, a wedged worker or a
+poisoned keep-alive connection shows up right where it happens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.reliability.live import LiveServer, start_server
+from tests.support import rawhttp
+from tests.support.artifacts import write_artifact
+
+pytestmark = pytest.mark.e2e
+
+REQUEST_TIMEOUT = 2.0
+VALID = {"temperature": 55.0, "vibration": 4.0}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    directory = tmp_path_factory.mktemp("bad-input")
+    artifact = write_artifact(directory / "model.npz", seed=1)
+    live = start_server(
+        artifact,
+        directory / "server",
+        workers=2,
+        env={"SENSOR_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)},
+    )
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def documented(server: LiveServer) -> dict[str, Any]:
+    """The OpenAPI responses of `POST /classify`, keyed by status."""
+    document = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    return document["paths"]["/classify"]["post"]["responses"]
+
+
+@pytest.fixture(scope="module")
+def version(server: LiveServer) -> str:
+    return httpx.get(f"{server.url}/model", timeout=10).json()["model_version"]
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def _reading(**changes: Any) -> dict[str, Any]:
+    reading: dict[str, Any] = dict(VALID)
+    reading.update(changes)
+    return reading
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def _batch(n: int) -> bytes:
+    # Compact numbers so that the body stays under the body-size limit: the batch limit is tested.
+    return b'{"readings":[' + b",".join([b'{"temperature":55,"vibration":4}'] * n) + b"]}"
+
+
+# name -> (body, expected status, expected `loc` of the first detail or None)
+BODY_CASES: dict[str, tuple[bytes, int, list[Any] | None]] = {
+    "NaN literal": (b'{"temperature": NaN, "vibration": 4.0}', 422, ["temperature"]),
+    "Infinity literal": (b'{"temperature": 55.0, "vibration": Infinity}', 422, ["vibration"]),
+    "-Infinity literal": (b'{"temperature": -Infinity, "vibration": 4.0}', 422, ["temperature"]),
+    "NaN in a batch": (
+        b'{"readings": [{"temperature": 55, "vibration": 4}, {"temperature": NaN, "vibration": 4}]}',
+        422,
+        ["readings", 1, "temperature"],
+    ),
+    "string for a number": (_json(_reading(temperature="55.0")), 422, ["temperature"]),
+    "boolean for a number": (_json(_reading(vibration=True)), 422, ["vibration"]),
+    "null for a number": (_json(_reading(temperature=None)), 422, ["temperature"]),
+    "missing field": (_json({"temperature": 55.0}), 422, ["vibration"]),
+    "unknown field": (_json(_reading(pressure=1.0)), 422, ["pressure"]),
+    "top-level array": (_json([55.0, 4.0]), 422, []),
+    "top-level number": (b"42", 422, []),
+    "top-level string": (b'"hello"', 422, []),
+    "1,000 levels of nesting": (_nested(1000), 400, None),
+    "1,000 levels of objects": (b'{"a":' * 1000 + b"1" + b"}" * 1000, 400, None),
+    "empty body": (b"", 400, None),
+    "whitespace body": (b"  \n ", 400, None),
+    "invalid UTF-8": (b'{"temperature": 55.0, "vibration": 4.0, "id": "\xff\xfe\xc3"}', 400, None),
+    "truncated JSON": (b'{"temperature": 55.0, "vibr', 400, None),
+    "batch of 100,001 readings": (_batch(100_001), 422, ["readings"]),
+    "empty batch": (b'{"readings": []}', 422, ["readings"]),
+    "id of 10,000 characters": (_json(_reading(id="x" * 10_000)), 422, ["id"]),
+}
+
+
+def _assert_envelope(response: rawhttp.RawResponse, status: int) -> dict[str, Any]:
+    assert response.status == status, response.body[:500]
+    assert response.headers.get("content-type", "").startswith("application/json")
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"status", "message", "details"}, error
+    assert error["status"] == status
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], list)
+    return error
+
+
+def _assert_still_answering(server: LiveServer, version: str) -> None:
+    # A few fresh connections, so that both workers are likely asked.
+    for _ in range(4):
+        response = httpx.post(f"{server.url}/classify", json=VALID, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == version
+    assert server.process.poll() is None
+
+
+@pytest.mark.parametrize("name", list(BODY_CASES))
+def test_bad_body_gets_its_documented_4xx(
+    server: LiveServer, documented: dict[str, Any], version: str, name: str
+) -> None:
+    body, status, loc = BODY_CASES[name]
+    assert str(status) in documented, f"{status} is not documented for POST /classify"
+    response = rawhttp.exchange(
+        server.host, server.port, rawhttp.request_bytes("POST", "/classify", body)
+    )
+    error = _assert_envelope(response, status)
+    if loc is not None:
+        assert error["details"], error
+        assert error["details"][0]["loc"] == loc, error
+    _assert_still_answering(server, version)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("text/plain", 415),
+        (None, 415),
+        ("application/x-www-form-urlencoded", 415),
+        ("application/jsonx", 415),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+    ],
+)
+def test_content_type(
+    server: LiveServer,
+    documented: dict[str, Any],
+    version: str,
+    content_type: str | None,
+    status: int,
+) -> None:
+    data = rawhttp.request_bytes("POST", "/classify", _json(VALID), content_type=content_type)
+    response = rawhttp.exchange(server.host, server.port, data)
+    if status == 200:
+        assert response.status == 200, response.body
+        assert response.json()["model_version"] == version  # type: ignore[index]
+    else:
+        assert str(status) in documented
+        _assert_envelope(response, status)
+    _assert_still_answering(server, version)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_50_mb_body_is_refused_without_being_read(
+    server: LiveServer, documented: dict[str, Any], version: str, chunked: bool
+) -> None:
+    size = 50 * 1024 * 1024
+    if chunked:
+        head = b"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+    else:
+        head = rawhttp.request_bytes("POST", "/classify", content_length=size)
+    started = time.monotonic()
+    response, sent = rawhttp.send_until_answered(
+        server.host, server.port, head, size, chunked=chunked, timeout=30
+    )
+    assert "413" in documented
+    _assert_envelope(response, 413)
+    # Answered long before the 50 MB were through: the limit (4 MiB by default) was enforced.
+    assert sent < size // 2, f"{sent} bytes were sent before the answer"
+    assert time.monotonic() - started < 15
+    _assert_still_answering(server, version)
+
+
+def test_body_shorter_than_its_content_length_times_out_with_408(
+    server: LiveServer, documented: dict[str, Any], version: str
+) -> None:
+    body = _json(VALID)
+    data = rawhttp.request_bytes("POST", "/classify", body, content_length=len(body) + 100)
+    started = time.monotonic()
+    response = rawhttp.exchange(server.host, server.port, data, timeout=REQUEST_TIMEOUT + 10)
+    elapsed = time.monotonic() - started
+    assert "408" in documented
+    _assert_envelope(response, 408)
+    assert REQUEST_TIMEOUT - 0.1 <= elapsed < REQUEST_TIMEOUT + 5
+    _assert_still_answering(server, version)
+
+
+def test_bad_requests_on_one_keep_alive_connection_do_not_poison_it(
+    server: LiveServer, version: str
+) -> None:
+    """Pipelined on one connection: each bad request is answered and the next one is intact."""
+    names = ["NaN literal", "truncated JSON", "unknown field", "invalid UTF-8", "top-level array"]
+    deadline = time.monotonic() + 20
+    with rawhttp.connect(server.host, server.port) as sock:
+        for name in names:
+            body, status, _ = BODY_CASES[name]
+            sock.sendall(rawhttp.request_bytes("POST", "/classify", body))
+            _assert_envelope(rawhttp.read_response(sock, deadline), status)
+            sock.sendall(rawhttp.request_bytes("POST", "/classify", _json(VALID)))
+            good = rawhttp.read_response(sock, deadline)
+            assert good.status == 200, good.body
+            assert good.json()["model_version"] == version  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/classify", 405), ("POST", "/no-such-endpoint", 404), ("DELETE", "/model", 405)],
+)
+def test_wrong_method_or_path_gets_the_envelope(
+    server: LiveServer, version: str, method: str, path: str, status: int
+) -> None:
+    response = rawhttp.exchange(
+        server.host, server.port, rawhttp.request_bytes(method, path, _json(VALID))
+    )
+    _assert_envelope(response, status)
+    _assert_still_answering(server, version)
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (rawhttp.request_bytes("POST", "/classify", b"{}", content_length="abc"), 400),
+        (rawhttp.request_bytes("POST", "/classify", b"{}", content_length="-5"), 400),
+        (b"THIS IS NOT HTTP\r\n\r\n", 400),
+        (rawhttp.request_bytes("POST", "/classify", b"{}", headers={"X-Big": "y" * 9000}), 431),
+    ],
+    ids=["content-length abc", "content-length -5", "no request line", "9 kB header"],
+)
+def test_requests_gunicorn_cannot_parse_get_the_json_envelope(
+    server: LiveServer, version: str, data: bytes, status: int
+) -> None:
+    """Rejected by gunicorn's parser, before the app runs: still the one JSON envelope."""
+    response = rawhttp.exchange(server.host, server.port, data)
+    _assert_envelope(response, status)
+    _assert_still_answering(server, version)

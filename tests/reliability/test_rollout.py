@@ -1,0 +1,225 @@
+"""Model rollout on a live server under load: atomic swaps, corrupt artifacts, every worker within 2 s.
+
+Which worker answered a request is read from gunicorn's JSON access log (its `pid`), joined to
+the load generator's answers through the User-Agent each request carries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.reliability.live import LiveServer
+from tests.support.artifacts import build_classifier, write_artifact
+from tests.support.loadgen import BackgroundLoad, LoadResult
+
+pytestmark = pytest.mark.e2e
+
+ROLLOUT_SECONDS = 2.0
+WORKERS = 2
+BODY = orjson.dumps({"temperature": 55.0, "vibration": 4.0})
+JSON = {"Content-Type": "application/json"}
+# Connections are renewed now and then, so that every worker gets some of them.
+LOAD = {"connections": 8, "seconds": 60, "max_requests": 200_000, "requests_per_connection": 25}
+
+
+def _body(_: int) -> bytes:
+    return BODY
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """What a careful user does by hand: write a temporary file, then rename it over the target."""
+    tmp = path.with_name(f".{path.name}.manual.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _pids_by_tag(server: LiveServer) -> dict[str, int]:
+    return {
+        str(record["user_agent"]): int(record["pid"])  # type: ignore[call-overload]
+        for record in server.access_records()
+        if str(record.get("user_agent", "")).startswith("load-")
+    }
+
+
+def _wait_for_access_log(server: LiveServer, result: LoadResult, deadline: float) -> dict[str, int]:
+    """The access log is written after each response: wait until it has every request."""
+    while True:
+        pids = _pids_by_tag(server)
+        if all(o.tag in pids for o in result.outcomes) or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def _reload_lines(server: LiveServer) -> str:
+    return "\n".join(line for line in server.log_text().splitlines() if "serving model" in line)
+
+
+def _first_errors(result: LoadResult) -> list[str]:
+    return [f"{o.tag}: {o.error}" for o in result.errors[:5]]
+
+
+def test_ten_swaps_under_load_lose_nothing_and_reach_every_worker_within_2_s(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    path = tmp_path / "models" / "model.npz"
+    a, b = build_classifier(seed=11), build_classifier(seed=22)
+    assert a.version != b.version
+    a.save(path)
+    server = server_factory(path, workers=WORKERS)
+    assert len(server.worker_pids()) == WORKERS
+
+    # (before the save began, after it returned, version): the rename happens in between.
+    swaps: list[tuple[float, float, str]] = []
+    with BackgroundLoad(server.host, server.port, body_for=_body, **LOAD) as load:
+        time.sleep(0.5)
+        for i in range(10):
+            clf = b if i % 2 == 0 else a
+            began = time.monotonic()
+            clf.save(path)  # atomic, exactly as `python -m training` writes
+            swaps.append((began, time.monotonic(), clf.version))
+            # A little past the promise, so that requests sent after it are seen answered.
+            time.sleep(ROLLOUT_SECONDS + 0.4)
+            answered = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
+            assert answered == clf.version, f"/model still says {answered} after swap {i + 1}"
+    result = load.join()
+
+    assert len(result.outcomes) >= 2000, f"only {len(result.outcomes)} requests were sent"
+    assert not result.errors, f"{len(result.errors)} failed requests: {_first_errors(result)}"
+    assert {o.version for o in result.outcomes} <= {a.version, b.version}
+
+    # Within 2 s of each swap every worker answers with the new model: every request sent
+    # between (swap + 2 s) and the next swap got it, and every worker answered some of them.
+    pids = _wait_for_access_log(server, result, time.monotonic() + 10)
+    workers = server.worker_pids()
+    assert len(workers) == WORKERS, "a worker died or was replaced during the rollout"
+    ends = [began for began, _, _ in swaps[1:]] + [result.finished]
+    for (_, swapped_at, version), end in zip(swaps, ends, strict=True):
+        settled = [o for o in result.outcomes if swapped_at + ROLLOUT_SECONDS <= o.sent < end]
+        assert settled, "no request was sent after the rollout window"
+        stale = [o for o in settled if o.version != version]
+        assert not stale, (
+            f"{len(stale)} answers to requests sent more than {ROLLOUT_SECONDS} s after the swap"
+            f" to {version} came from the old model: "
+            + ", ".join(
+                f"{o.tag} sent at +{o.sent - swapped_at:.3f} s, latency {o.latency:.3f} s,"
+                f" worker {pids.get(o.tag)}"
+                for o in stale[:5]
+            )
+            + "\n"
+            + _reload_lines(server)
+        )
+        answering = {pids[o.tag] for o in settled if o.tag in pids}
+        assert answering == workers, f"workers {workers - answering} answered nothing after a swap"
+
+
+CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
+    "truncated artifact": lambda good: good[: len(good) // 2],
+    "random bytes": lambda good: os.urandom(len(good)),
+    "empty file": lambda good: b"",
+    "zip of nonsense": lambda good: _zip_with_one_member(),
+    "one flipped byte": lambda good: good[:-200] + bytes([good[-200] ^ 0xFF]) + good[-199:],
+}
+
+
+def _zip_with_one_member() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("weights.npy", b"not numpy at all")
+    return buffer.getvalue()
+
+
+def test_corrupt_artifacts_dropped_in_place_under_load_are_refused(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
+    good = path.read_bytes()
+    server = server_factory(path, workers=WORKERS)
+    old = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
+    workers = server.worker_pids()
+
+    refusals: dict[str, int] = {}
+    with BackgroundLoad(server.host, server.port, body_for=_body, **LOAD) as load:
+        time.sleep(0.3)
+        for name, corrupt in CORRUPTIONS.items():
+            before = server.log_text().count("refused new model artifact")
+            _replace_atomically(path, corrupt(good))
+            time.sleep(ROLLOUT_SECONDS)
+            assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200, name
+            assert httpx.get(f"{server.url}/model", timeout=5).json()["model_version"] == old
+            refusals[name] = server.log_text().count("refused new model artifact") - before
+    result = load.join()
+
+    assert len(result.outcomes) >= 2000, f"only {len(result.outcomes)} requests were sent"
+    assert not result.errors, f"{len(result.errors)} failed requests: {_first_errors(result)}"
+    assert {o.version for o in result.outcomes} == {old}
+    assert server.worker_pids() == workers, "a worker died or was replaced"
+    # Each worker that looked at a corrupt file refused it, once per file, and said why.
+    for name, count in refusals.items():
+        assert 1 <= count <= WORKERS, f"{name}: {count} refusals logged"
+    refusal_lines = [
+        line for line in server.log_text().splitlines() if "refused new model artifact" in line
+    ]
+    assert all(str(path) in line for line in refusal_lines), refusal_lines[:3]
+    assert all("still serving model " + old in line for line in refusal_lines), refusal_lines[:3]
+
+
+def test_a_good_artifact_after_a_refused_one_is_rolled_out(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
+    server = server_factory(path, workers=WORKERS)
+    old = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
+
+    _replace_atomically(path, b"garbage")
+    versions = _versions_for(server, ROLLOUT_SECONDS)
+    assert versions == {old}
+    assert "refused new model artifact" in server.log_text()
+
+    new = build_classifier(seed=6)
+    new.save(path)
+    time.sleep(ROLLOUT_SECONDS)
+    assert _versions_for(server, 0.5) == {new.version}
+
+
+def test_an_artifact_for_other_features_is_rolled_out_with_its_schema(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """A retrained model may read other sensors: the new request schema comes with it."""
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
+    server = server_factory(path, workers=WORKERS)
+    other = build_classifier(features=("pressure", "current", "speed"), seed=9)
+    other.save(path)
+    time.sleep(ROLLOUT_SECONDS)
+    reading = {"pressure": 0.5, "current": 0.5, "speed": 0.5}
+    for _ in range(6):
+        response = httpx.post(f"{server.url}/classify", json=reading, timeout=5)
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == other.version
+        stale = httpx.post(f"{server.url}/classify", json={"temperature": 1.0, "vibration": 1.0})
+        assert stale.status_code == 422
+    document = httpx.get(f"{server.url}/openapi.json", timeout=5).json()
+    assert "pressure" in orjson.dumps(document).decode()
+
+
+def _versions_for(server: LiveServer, seconds: float) -> set[str]:
+    """Versions answering fresh-connection requests over ``seconds`` (at least 8 requests)."""
+    versions: set[str] = set()
+    deadline = time.monotonic() + seconds
+    count = 0
+    while count < 8 or time.monotonic() < deadline:
+        response = httpx.post(f"{server.url}/classify", content=BODY, headers=JSON, timeout=5)
+        assert response.status_code == 200, response.text
+        versions.add(response.json()["model_version"])
+        count += 1
+        time.sleep(0.02)
+    return versions
