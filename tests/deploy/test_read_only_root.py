@@ -22,11 +22,11 @@ from tests.deploy.dockerfile import read as read_dockerfile
 from tests.deploy.harness import (
     REPO_ROOT,
     check_classify,
-    free_port,
     host_environment,
     running_server,
 )
 from tests.deploy.read_only_root import PROBE, supported
+from tests.support.server import free_port
 
 LAUNCHER = Path(__file__).resolve().parent / "read_only_root.py"
 DEPLOYMENT = REPO_ROOT / "deploy" / "kubernetes" / "base" / "deployment.yaml"
@@ -82,11 +82,12 @@ def test_cmd_serves_on_a_read_only_root_with_the_deployments_volumes(
         "--",
         *runtime.cmd,
     ]
-    log = tmp_path / "server.log"
-    with running_server(argv, env, log) as client:
-        check_classify(client, tiny_artifact)
-        # Metrics aggregate the workers' files from the emptyDir.
-        metrics = client.get("/metrics")
-        assert metrics.status_code == 200
-    text = log.read_text(encoding="utf-8", errors="replace")
+    # The metrics directory exists only inside the namespace.
+    metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    with running_server(argv, env, tmp_path / "logs", metrics_dir) as server:
+        check_classify(server, tiny_artifact)
+        with server.client() as client:
+            # Metrics aggregate the workers' files from the emptyDir.
+            assert client.get("/metrics").status_code == 200
+    text = server.stderr() + server.stdout()
     assert "Read-only file system" not in text, text
