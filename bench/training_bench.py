@@ -255,7 +255,7 @@ def real(ctx: Context) -> list[Row]:
     target = f"≥ {MIN_REAL_ACCURACY}"
     if not path.is_file():
         ctx.results["training"]["real"] = {"skipped": f"{path} not found"}
-        return [table.skipped(key, SECTION, measure, f"{path.name} not found", target)]
+        return [table.skipped(key, SECTION, measure, "data file absent", target)]
     out = ctx.workdir / "real.npz"
     command = ctx.python(
         "-m", "training", "--data", str(path), "--group-column", "cycle", "--seed", str(TRAIN_SEED)

@@ -122,4 +122,5 @@ def test_real_data_row_is_skipped_when_the_file_is_absent(tmp_path) -> None:
     ctx.results["training"] = {}
     [row] = training_bench.real(ctx)
     assert row.key == "training.real_accuracy" and row.value is None and row.passed is None
-    assert "absent.csv not found" in row.text
+    assert row.text == "skipped: data file absent"
+    assert "absent.csv not found" in ctx.results["training"]["real"]["skipped"]
