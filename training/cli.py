@@ -89,15 +89,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_column_options(parser: argparse.ArgumentParser, features_default: Any) -> None:
+def _add_column_options(parser: argparse.ArgumentParser, training: bool) -> None:
     columns = parser.add_argument_group("CSV columns")
     columns.add_argument(
         "--features",
         type=_names,
-        default=features_default,
+        default=DEFAULT_FEATURES if training else None,
         metavar="A,B",
-        help="comma-separated feature columns, in model input order (default: %(default)s)"
-        if features_default is not None
+        help=f"comma-separated feature columns, in model input order (default: "
+        f"{','.join(DEFAULT_FEATURES)})"
+        if training
         else "comma-separated feature columns, in the model's input order "
         "(default: the model's own feature names)",
     )
@@ -108,7 +109,10 @@ def _add_column_options(parser: argparse.ArgumentParser, features_default: Any) 
         "--group-column",
         metavar="COLUMN",
         help="rows sharing a value here (a machine, a cycle) are never split across "
-        "train / validation / test",
+        "train / validation / test"
+        if training
+        else "accepted as in training; every row is scored, so it only has to exist and be "
+        "filled in",
     )
     columns.add_argument(
         "--drop-invalid",
@@ -164,8 +168,7 @@ def build_train_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="share of CSV rows (or groups) for the final test (default: %(default)s)",
     )
-    _add_column_options(parser, DEFAULT_FEATURES)
-    parser.set_defaults(features=DEFAULT_FEATURES)
+    _add_column_options(parser, training=True)
     out = parser.add_argument_group("output")
     out.add_argument(
         "--out",
@@ -205,7 +208,7 @@ def build_train_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="maximum epochs (default: enough for about 5,000 steps, 8 to 200 epochs)",
+        help="maximum epochs (default: enough for about 4,000 steps, 6 to 200 epochs)",
     )
     fit.add_argument(
         "--batch-size",
@@ -248,7 +251,7 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", type=Path, required=True, metavar="FILE.csv", help="labelled readings"
     )
-    _add_column_options(parser, None)
+    _add_column_options(parser, training=False)
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
@@ -394,12 +397,6 @@ def _run_train(args: argparse.Namespace) -> int:
             drop_invalid=args.drop_invalid,
             units=args.units,
         )
-        if data.description["rows_dropped"]:
-            print(
-                f"skipped {data.description['rows_dropped']} invalid rows of "
-                f"{data.description['rows_read']} in {args.data}",
-                file=sys.stderr,
-            )
         check_classes(data, args.data, args.label)
         logger.info(
             "%s: %d rows, %d features, classes %s",
@@ -489,12 +486,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         drop_invalid=args.drop_invalid,
         classes=classifier.classes,
     )
-    if data.description["rows_dropped"]:
-        print(
-            f"skipped {data.description['rows_dropped']} invalid rows of "
-            f"{data.description['rows_read']} in {args.data}",
-            file=sys.stderr,
-        )
     metrics = evaluate_classifier(classifier, data)
     if args.json:
         print(json.dumps(metrics))

@@ -165,11 +165,13 @@ def _numeric_column(values: Any) -> tuple[NDArray[np.float64], list[tuple[NDArra
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
         not_number = np.zeros_like(missing)
     else:
-        text = values.astype("string").str.strip()
-        numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        not_number = np.isnan(numbers) & ~missing
         # to_numeric reads the text "nan" as NaN: that cell is reported as NaN, not as text.
-        spelled_nan = (text.str.lower() == "nan").to_numpy(dtype=bool, na_value=False)
-        not_number = np.isnan(numbers) & ~missing & ~spelled_nan
+        # Only the few cells that failed are looked at as strings.
+        suspects = np.flatnonzero(not_number)
+        spelled_nan = [str(v).strip().lower() == "nan" for v in values.iloc[suspects]]
+        not_number[suspects[np.asarray(spelled_nan, dtype=bool)]] = False
     non_finite = ~np.isfinite(numbers) & ~missing & ~not_number
     return numbers, [
         (missing, "missing value"),

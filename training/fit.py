@@ -36,8 +36,8 @@ class FitConfig:
     # None: as many epochs as give about ``target_steps`` optimizer steps, clipped to
     # [min_epochs, max_epochs], so small data sets get more passes than large ones.
     epochs: int | None = None
-    target_steps: int = 5000
-    min_epochs: int = 8
+    target_steps: int = 4000
+    min_epochs: int = 6
     max_epochs: int = 200
     # Epochs without a new best validation loss before stopping; the best weights are kept.
     patience: int = 5
