@@ -363,6 +363,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from training import pipeline
 
     started = time.perf_counter()
+    if args.out.is_dir():
+        raise _UsageError(
+            f"--out {args.out} is a directory; give a file path such as {DEFAULT_OUT}"
+        )
     if args.data is not None and args.samples is not None:
         raise _UsageError(
             "--samples sets the size of synthetic data; it cannot be used with --data"
@@ -533,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
-    except FloatingPointError as exc:
+    except (FloatingPointError, OSError) as exc:
+        # A diverged run, or an output path that cannot be written (permissions, full disk).
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

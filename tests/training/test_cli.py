@@ -423,3 +423,26 @@ def test_real_hydraulic_data_by_cycle(tmp_path: Path, capsys) -> None:
     groups = data["groups_per_split"]
     assert sum(groups.values()) == 2205
     assert groups["test"] / 2205 == pytest.approx(0.2, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--data", "x.csv", "--samples", "10"], "cannot be used with --data"),
+        (["--group-column", "cycle"], "--group-column applies to --data only"),
+        (["--validation-fraction", "0.5", "--test-fraction", "0.5"], "must be below 1"),
+        (["--hidden", "64,0"], "layer sizes must be positive"),
+        (["--min-accuracy", "1.5"], "between 0 and 1"),
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], expected: str, capsys) -> None:
+    with pytest.raises(SystemExit) as raised:
+        code = main([*argv, "--quiet"])
+        raise SystemExit(code)
+    assert raised.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_out_must_not_be_a_directory(tmp_path: Path, capsys) -> None:
+    assert main(["--samples", "30", "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
