@@ -21,7 +21,7 @@ import numpy as np
 
 from training.data import DEFAULT_FEATURES, DEFAULT_LABEL, DataError
 
-logger = logging.getLogger("training")
+logger = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path("models/model.npz")
 DEFAULT_SAMPLES = 300_000

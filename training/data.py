@@ -102,7 +102,12 @@ def synthetic(n_samples: int, rng: np.random.Generator) -> Dataset:
         classes=SYNTHETIC_CLASSES,
         features=SYNTHETIC_FEATURES,
         units=SYNTHETIC_UNITS,
-        description={"source": "synthetic", "rows": int(n_samples)},
+        description={
+            "source": "synthetic",
+            "rows": int(n_samples),
+            "distribution": "uniform boxes per class, equal class counts",
+            "boxes": {name: [list(t), list(v)] for name, (t, v) in SYNTHETIC_BOXES.items()},
+        },
     )
 
 

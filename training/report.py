@@ -152,7 +152,8 @@ def plot_reliability(
     # The readings pile up near confidence 1; start the axis at the lowest possible confidence.
     lowest = 1 / P.shape[1]
     top.set_xlim(lowest - 0.02, 1.01)
-    top.set_ylim(lowest - 0.05, 1.02)
+    # Accuracy in a sparsely filled bin can be anything, so the y axis keeps its full range.
+    top.set_ylim(-0.02, 1.02)
     top.set_ylabel("accuracy in bin")
     top.set_title(f"Reliability on the test set ({n_bins} equal-width confidence bins)")
     top.legend(loc="upper left")
