@@ -62,15 +62,21 @@ def post_request(path: str, body: bytes, tag: str) -> bytes:
     ).encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Status, body, and whether the server said it closes the connection."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
+    closing = False
     for line in head.split(b"\r\n")[1:]:
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection":
+            closing = value.strip().lower() == b"close"
     body = await reader.readexactly(length) if length else b""
-    return status, body
+    return status, body, closing
 
 
 async def _connection(
@@ -101,7 +107,7 @@ async def _connection(
                 )
             assert reader is not None
             writer.write(post_request(path, body_for(index), tag))
-            status, body = await asyncio.wait_for(_read_response(reader), request_timeout)
+            status, body, closing = await asyncio.wait_for(_read_response(reader), request_timeout)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
             result.outcomes.append(
                 Outcome(sent, time.monotonic() - sent, None, None, repr(exc), tag)
@@ -122,7 +128,8 @@ async def _connection(
             error = f"status {status}: {body[:200]!r}"
         result.outcomes.append(Outcome(sent, latency, status, version, error, tag))
         on_this_connection += 1
-        if requests_per_connection and on_this_connection >= requests_per_connection:
+        # Like any correct client: no further request on a connection the server is closing.
+        if closing or (requests_per_connection and on_this_connection >= requests_per_connection):
             writer.close()
             reader = writer = None
             on_this_connection = 0
