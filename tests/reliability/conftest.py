@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.live import LiveServer, start_server
+from tests.reliability.live import REPORT, LiveServer, start_server
 from tests.support.artifacts import write_artifact
 
 
@@ -16,6 +16,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "soak: a minute-long load test; part of `make test`, deselect locally with -m 'not soak'",
     )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Measurements the reliability tests made (the soak's numbers), shown after every run."""
+    lines = terminalreporter.config.stash.get(REPORT, [])
+    if lines:
+        terminalreporter.section("reliability measurements")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record a line for the end-of-run summary (and print it for `-s`)."""
+
+    def add(line: str) -> None:
+        print(line)
+        request.config.stash.setdefault(REPORT, []).append(line)
+
+    return add
 
 
 @pytest.fixture

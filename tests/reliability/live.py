@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.support import server as launcher
 
 START_SECONDS = 60.0
+# Lines for the end-of-run summary (see conftest.pytest_terminal_summary).
+REPORT = pytest.StashKey[list[str]]()
 
 
 @dataclass
