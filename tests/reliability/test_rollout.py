@@ -223,3 +223,55 @@ def _versions_for(server: LiveServer, seconds: float) -> set[str]:
         count += 1
         time.sleep(0.02)
     return versions
+
+
+def test_a_symlink_swapped_to_a_new_artifact_is_rolled_out(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """How Kubernetes updates a mounted ConfigMap/volume: the link is replaced, not the file."""
+    store = tmp_path / "store"
+    first = write_artifact(store / "first.npz", seed=5)
+    second = write_artifact(store / "second.npz", seed=6)
+    link = tmp_path / "models" / "model.npz"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(first)
+    server = server_factory(link, workers=WORKERS)
+    old = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
+
+    new_link = link.with_name(".model.npz.link")
+    new_link.symlink_to(second)
+    os.replace(new_link, link)
+    time.sleep(ROLLOUT_SECONDS)
+    versions = _versions_for(server, 0.5)
+    assert len(versions) == 1 and old not in versions
+
+
+def test_an_artifact_copied_in_place_slowly_is_picked_up_once_complete(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """Not atomic (a user's `cp` over the file): half-written files are refused, none fails."""
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
+    server = server_factory(path, workers=WORKERS)
+    old = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
+    new = build_classifier(seed=7)
+    staged = tmp_path / "new.npz"
+    new.save(staged)
+    data = staged.read_bytes()
+
+    with BackgroundLoad(server.host, server.port, body_for=_body, **LOAD) as load:
+        time.sleep(0.3)
+        with path.open("r+b") as f:
+            f.truncate(0)
+            for start in range(0, len(data), len(data) // 3 + 1):
+                f.write(data[start : start + len(data) // 3 + 1])
+                f.flush()
+                time.sleep(0.8)  # longer than the reload interval: workers see each piece
+        time.sleep(ROLLOUT_SECONDS)
+        answered = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
+    result = load.join()
+
+    assert not result.errors, f"{len(result.errors)} failed requests: {_first_errors(result)}"
+    assert {o.version for o in result.outcomes} <= {old, new.version}
+    assert answered == new.version
+    late = [o for o in result.outcomes if o.sent > result.finished - 0.5]
+    assert late and {o.version for o in late} == {new.version}
