@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from flask import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from service.api import body_deadline, read_json_body
 from service.errors import MalformedRequest, NotFound, json_response
@@ -23,31 +24,47 @@ _Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 _Parameters = dict[str, Any]
 
 
-class RequestInput(BaseModel):
-    """One input tensor: ``data`` flat in row-major order, or nested to ``shape``."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    shape: list[Annotated[int, Field(ge=0)]]
-    datatype: str
-    parameters: _Parameters | None = None
-    data: list[_Number] | list[list[_Number]]
+OUTPUT_NAMES = ("probabilities", "label")
 
 
 class RequestOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: Literal["probabilities", "label"]
     parameters: _Parameters | None = None
 
 
-class InferenceRequest(BaseModel):
-    """`POST /v2/models/{name}/infer`: one FP32 input of shape [N, n_features]."""
+@lru_cache(maxsize=8)
+def inference_request_model(n_features: int, max_batch: int) -> type[BaseModel]:
+    """The inference request for a model with ``n_features`` inputs, as tight as JSON Schema allows.
 
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = None
-    parameters: _Parameters | None = None
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
+    One input, FP32 (or FP64), shape [N, n_features] with 1 <= N <= ``max_batch``; ``data`` flat in
+    row-major order or nested as rows. Only "data holds N rows" is left to the handler: JSON
+    Schema cannot tie an array's length to another field.
+    """
+    row = Annotated[list[_Number], Field(min_length=n_features, max_length=n_features)]
+    request_input = create_model(
+        "RequestInput",
+        __config__=ConfigDict(extra="forbid", title="RequestInput"),
+        __doc__=f"One input tensor of shape [N, {n_features}]: data flat (row-major) or as rows.",
+        name=(str, ...),
+        shape=(tuple[Annotated[int, Field(ge=1, le=max_batch)], Literal[n_features]], ...),
+        datatype=(Literal[INPUT_DATATYPES], ...),  # type: ignore[valid-type]
+        parameters=(_Parameters | None, None),
+        data=(
+            Annotated[list[_Number], Field(min_length=1, max_length=max_batch * n_features)]
+            | Annotated[list[row], Field(min_length=1, max_length=max_batch)],  # type: ignore[valid-type]
+            ...,
+        ),
+    )
+    return create_model(
+        "InferenceRequest",
+        __config__=ConfigDict(extra="forbid", title="InferenceRequest"),
+        __doc__="`POST /v2/models/{name}/infer`: one FP32 input of shape [N, n_features].",
+        id=(str | None, None),
+        parameters=(_Parameters | None, None),
+        inputs=(Annotated[list[request_input], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
+        outputs=(list[RequestOutput] | None, None),
+    )
 
 
 class ResponseOutput(BaseModel):
@@ -115,32 +132,20 @@ def _model_metadata(name: str, loaded: LoadedModel) -> dict[str, Any]:
     }
 
 
-def _readings(request: InferenceRequest, n_features: int, max_batch: int) -> np.ndarray[Any, Any]:
-    """The input tensor as float64 readings (N, n_features); raises MalformedRequest (400)."""
-    if len(request.inputs) != 1:
-        raise MalformedRequest(f"expected exactly one input, got {len(request.inputs)}")
+def _readings(request: Any, n_features: int) -> np.ndarray[Any, Any]:
+    """The (validated) input tensor as float64 readings (N, n_features); 400 if data and N disagree."""
     tensor = request.inputs[0]
-    if tensor.datatype not in INPUT_DATATYPES:
-        raise MalformedRequest(
-            f"input {tensor.name!r} has datatype {tensor.datatype}; expected FP32"
-        )
-    if len(tensor.shape) != 2 or tensor.shape[1] != n_features:
-        raise MalformedRequest(
-            f"input {tensor.name!r} has shape {tensor.shape}; expected [N, {n_features}]"
-        )
     n = tensor.shape[0]
-    if not 1 <= n <= max_batch:
-        raise MalformedRequest(f"N must be between 1 and {max_batch} (SENSOR_MAX_BATCH), got {n}")
     data = tensor.data
-    if data and isinstance(data[0], list):
-        if len(data) != n or any(len(row) != n_features for row in data):  # type: ignore[arg-type]
+    if isinstance(data[0], list):
+        if len(data) != n:
             raise MalformedRequest(
-                f"input {tensor.name!r}: nested data does not match shape {tensor.shape}"
+                f"input {tensor.name!r}: {len(data)} rows for shape [{n}, {n_features}]"
             )
         return np.array(data, dtype=np.float64)
     if len(data) != n * n_features:
         raise MalformedRequest(
-            f"input {tensor.name!r}: {len(data)} values for shape {tensor.shape}"
+            f"input {tensor.name!r}: {len(data)} values for shape [{n}, {n_features}]"
             f" ({n * n_features} expected)"
         )
     return np.array(data, dtype=np.float64).reshape(n, n_features)
@@ -194,19 +199,17 @@ def create_v2(runtime: ModelRuntime, settings: Settings) -> Blueprint:
                 f"JSON nesting is deeper than the limit of {settings.max_json_depth} levels"
                 " (SENSOR_MAX_JSON_DEPTH)"
             )
+        n_features = len(loaded.requests.features)
         try:
-            request = InferenceRequest.model_validate_json(body)
+            request: Any = inference_request_model(
+                n_features, settings.max_batch
+            ).model_validate_json(body)
         except ValidationError as exc:
             raise MalformedRequest(_v2_message(exc)) from None
-        wanted = ["probabilities", "label"]
+        wanted = list(OUTPUT_NAMES)
         if request.outputs is not None:
             wanted = [output.name for output in request.outputs]
-            unknown = sorted(set(wanted) - {"probabilities", "label"})
-            if unknown:
-                raise MalformedRequest(
-                    f"unknown output {unknown[0]!r}; this model has 'probabilities' and 'label'"
-                )
-        X = _readings(request, len(loaded.requests.features), settings.max_batch)
+        X = _readings(request, n_features)
         P = runtime.probabilities(loaded, X)
         n = X.shape[0]
         outputs = []

@@ -82,7 +82,7 @@ def openapi_document(loaded: LoadedModel, settings: Settings) -> dict[str, Any]:
         (ErrorResponse, "serialization"),
         (Health, "serialization"),
         (ModelInfo, "serialization"),
-        (kserve.InferenceRequest, "validation"),
+        (kserve.inference_request_model(len(req.features), req.max_batch), "validation"),
         (kserve.InferenceResponse, "serialization"),
         (kserve.ModelMetadata, "serialization"),
         (kserve.Live, "serialization"),
@@ -237,7 +237,9 @@ def openapi_document(loaded: LoadedModel, settings: Settings) -> dict[str, Any]:
                     f"One FP32 input of shape [N, {len(req.features)}] (columns"
                     f" {', '.join(req.features)}), 1 <= N <= {req.max_batch}; outputs"
                     f" `probabilities` (FP32 [N, {len(loaded.classes)}], columns"
-                    f" {', '.join(loaded.classes)}) and `label` (BYTES [N]). The body is {limits}."
+                    f" {', '.join(loaded.classes)}) and `label` (BYTES [N]). `data` must hold"
+                    " exactly N rows (or N x n_features values, flat), which JSON Schema cannot"
+                    f" express: a mismatch is a 400. The body is {limits}."
                 ),
                 "operationId": "v2_infer",
                 "tags": ["Open Inference Protocol (KServe V2)"],

@@ -144,6 +144,7 @@ class ModelRuntime:
         """Load the configured artifact; raises ModelLoadError (the service must not start)."""
         loaded = load_model(self.path, self.settings)
         self._install(loaded, previous=None)
+        self._next_check = self._clock() + self._interval
         return loaded
 
     @property

@@ -1,0 +1,151 @@
+"""`POST /classify`: answers to one reading and to batches, checked against the model itself."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+import model
+from tests.support.artifacts import middle_reading
+
+
+def post(client: FlaskClient, payload: object) -> dict:
+    response = client.post("/classify", json=payload)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def expected(classifier: model.Classifier, rows: list[list[float]]) -> np.ndarray:
+    return classifier.predict_proba(np.array(rows, dtype=np.float64))
+
+
+def test_one_reading_answer_has_every_field_and_matches_the_model(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    answer = post(client, {"temperature": 47.5, "vibration": 2.3})
+    assert set(answer) == {
+        "label",
+        "confidence",
+        "probabilities",
+        "in_training_range",
+        "model_version",
+    }
+    P = expected(classifier, [[47.5, 2.3]])[0]
+    assert list(answer["probabilities"]) == list(classifier.classes)
+    got = np.array([answer["probabilities"][c] for c in classifier.classes])
+    np.testing.assert_allclose(got, P, atol=1e-6)
+    assert math.isclose(sum(answer["probabilities"].values()), 1.0, abs_tol=1e-9)
+    assert answer["label"] == classifier.classes[int(np.argmax(P))]
+    assert answer["confidence"] == answer["probabilities"][answer["label"]]
+    assert answer["confidence"] == max(answer["probabilities"].values())
+    assert answer["in_training_range"] is True
+    assert answer["model_version"] == classifier.version
+
+
+def test_id_is_echoed_and_optional(client: FlaskClient) -> None:
+    assert post(client, {"temperature": 40.0, "vibration": 1.0, "id": "pump-7"})["id"] == "pump-7"
+    assert "id" not in post(client, {"temperature": 40.0, "vibration": 1.0})
+    assert post(client, {"temperature": 40, "vibration": 1, "id": "x" * 128})["id"] == "x" * 128
+
+
+def test_integers_are_numbers(client: FlaskClient) -> None:
+    assert post(client, {"temperature": 40, "vibration": 0})["label"]
+
+
+@pytest.mark.parametrize(
+    ("reading", "inside"),
+    [
+        ({"temperature": 20.0, "vibration": 0.0}, True),  # the training minimum itself
+        ({"temperature": 90.0, "vibration": 12.0}, True),  # the maximum
+        ({"temperature": 19.99, "vibration": 5.0}, False),
+        ({"temperature": 50.0, "vibration": 12.01}, False),
+        ({"temperature": 1e300, "vibration": 1e300}, False),
+    ],
+)
+def test_in_training_range_flags_any_feature_outside(
+    client: FlaskClient, classifier: model.Classifier, reading: dict, inside: bool
+) -> None:
+    answer = post(client, reading)
+    assert answer["in_training_range"] is inside
+    row = [[reading["temperature"], reading["vibration"]]]
+    assert bool(classifier.in_training_range(row)[0]) is inside
+
+
+def test_absurd_but_finite_readings_still_get_probabilities(client: FlaskClient) -> None:
+    for reading in (
+        {"temperature": 1.7e308, "vibration": 1.7e308},
+        {"temperature": -273.15, "vibration": 0.0},
+        {"temperature": 5e-324, "vibration": 5e-324},
+    ):
+        answer = post(client, reading)
+        values = list(answer["probabilities"].values())
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values), answer
+        assert math.isclose(sum(values), 1.0, abs_tol=1e-9)
+
+
+def test_batch_answers_in_request_order_and_equal_single_answers(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    rng = np.random.default_rng(3)
+    rows = np.column_stack([rng.uniform(10, 100, 50), rng.uniform(0, 14, 50)]).tolist()
+    readings = [{"temperature": t, "vibration": v} for t, v in rows]
+    readings[7]["id"] = "seventh"
+    answer = post(client, {"readings": readings})
+    assert set(answer) == {"model_version", "results"}
+    assert answer["model_version"] == classifier.version
+    results = answer["results"]
+    assert len(results) == len(readings)
+    P = expected(classifier, rows)
+    for i, (result, reading) in enumerate(zip(results, readings, strict=True)):
+        assert set(result) == {"label", "confidence", "probabilities", "in_training_range"} | (
+            {"id"} if "id" in reading else set()
+        )
+        got = np.array([result["probabilities"][c] for c in classifier.classes])
+        np.testing.assert_allclose(got, P[i], atol=1e-6)
+        assert result["label"] == classifier.classes[int(np.argmax(P[i]))]
+        assert result["confidence"] == result["probabilities"][result["label"]]
+        assert result["in_training_range"] == bool(classifier.in_training_range([rows[i]])[0])
+    assert results[7]["id"] == "seventh"
+    # One reading alone and the same reading inside a batch get the same answer.
+    for i in (0, 7, 49):
+        single = post(client, readings[i])
+        assert single["label"] == results[i]["label"]
+        for c in classifier.classes:
+            assert math.isclose(
+                single["probabilities"][c], results[i]["probabilities"][c], abs_tol=1e-12
+            )
+
+
+def test_batch_of_one_and_of_the_maximum(client: FlaskClient, app) -> None:
+    max_batch = app.extensions["sensor"]["settings"].max_batch
+    reading = {"temperature": 50.0, "vibration": 3.0}
+    assert len(post(client, {"readings": [reading]})["results"]) == 1
+    assert len(post(client, {"readings": [reading] * max_batch})["results"]) == max_batch
+
+
+def test_an_id_spelling_readings_is_still_a_single_reading(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    answer = post(client, {**middle_reading(classifier), "id": "readings"})
+    assert answer["id"] == "readings"
+    assert "results" not in answer
+
+
+def test_escaped_key_is_understood_as_the_batch_key(client: FlaskClient) -> None:
+    body = b'{"read\\u0069ngs": [{"temperature": 50, "vibration": 3}]}'
+    response = client.post("/classify", data=body, content_type="application/json")
+    assert response.status_code == 200
+    assert len(response.get_json()["results"]) == 1
+
+
+def test_content_type_with_charset_is_json(client: FlaskClient) -> None:
+    response = client.post(
+        "/classify",
+        data=b'{"temperature": 50, "vibration": 3}',
+        content_type="application/json; charset=utf-8",
+    )
+    assert response.status_code == 200

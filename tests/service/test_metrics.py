@@ -1,0 +1,85 @@
+"""`/metrics`: Prometheus text with requests, latency, readings by label and the model version."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+import model
+
+
+def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def value(snapshot: dict, name: str, **labels: str) -> float:
+    return snapshot.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_requests_are_counted_by_endpoint_method_and_status(client: FlaskClient) -> None:
+    before = samples(client)
+    for _ in range(3):
+        client.post("/classify", json={"temperature": 40.0, "vibration": 1.0})
+    client.post("/classify", json={"temperature": "hot", "vibration": 1.0})
+    client.get("/no/such/page")
+    client.get("/v2/models/whatever")
+    after = samples(client)
+
+    def delta(**labels: str) -> float:
+        name = "sensor_http_requests_total"
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta(endpoint="/classify", method="POST", status="200") == 3
+    assert delta(endpoint="/classify", method="POST", status="422") == 1
+    assert delta(endpoint="unmatched", method="GET", status="404") == 1
+    assert delta(endpoint="/v2/models/<model_name>", method="GET", status="404") == 1
+    # The latency histogram saw every /classify request.
+    count = "sensor_http_request_duration_seconds_count"
+    assert (
+        value(after, count, endpoint="/classify") - value(before, count, endpoint="/classify") == 4
+    )
+
+
+def test_readings_are_counted_by_predicted_label(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    before = samples(client)
+    readings = [{"temperature": 20.0 + i, "vibration": i / 5} for i in range(60)]
+    results = client.post("/classify", json={"readings": readings}).get_json()["results"]
+    single = client.post("/classify", json=readings[0]).get_json()
+    v2 = client.post(
+        "/v2/models/sensor-classifier/infer",
+        json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [20.0, 0.0]}]},
+    ).get_json()
+    after = samples(client)
+    expected = {label: 0 for label in classifier.classes}
+    for label in [r["label"] for r in results] + [single["label"], v2["outputs"][1]["data"][0]]:
+        expected[label] += 1
+    for label, count in expected.items():
+        name = "sensor_readings_classified_total"
+        got = value(after, name, label=label) - value(before, name, label=label)
+        assert got == count, label
+
+
+def test_the_served_model_version_is_a_gauge(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    assert value(samples(client), "sensor_model_info", version=classifier.version) == 1.0
+
+
+def test_unknown_methods_do_not_create_label_values(client: FlaskClient) -> None:
+    client.open("/classify", method="BREW")
+    snapshot = samples(client)
+    methods = {
+        dict(labels).get("method")
+        for (name, labels) in snapshot
+        if name == "sensor_http_requests_total"
+    }
+    assert "BREW" not in methods and "other" in methods

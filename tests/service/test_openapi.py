@@ -1,0 +1,127 @@
+"""`/openapi.json` is a valid OpenAPI 3.1 document that says what the service really answers; `/docs` works offline."""
+
+from __future__ import annotations
+
+import re
+
+import jsonschema
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from schemathesis.specs.openapi.definitions import OPENAPI_31
+
+INFER = "/v2/models/sensor-classifier/infer"
+V2_INPUT = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [40.0, 2.0]}]}
+
+
+@pytest.fixture
+def document(client: FlaskClient) -> dict:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    return response.get_json()
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict) -> None:
+    assert document["openapi"].startswith("3.1")
+    jsonschema.Draft202012Validator(OPENAPI_31).validate(document)
+
+
+def test_every_route_is_documented_and_every_documented_path_exists(
+    app: Flask, document: dict
+) -> None:
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.rule.startswith("/docs"):
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((path, method.lower()))
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert routes == documented
+
+
+def response_schema(document: dict, path: str, method: str, status: int) -> dict:
+    response = document["paths"][path][method]["responses"][str(status)]
+    schema = next(iter(response["content"].values()))["schema"]
+    # A root that carries the components, so that "#/components/schemas/..." resolves.
+    return {**schema, "components": document["components"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "path", "kwargs"),
+    [
+        ("post", "/classify", "/classify", {"json": {"temperature": 40.0, "vibration": 2.0}}),
+        (
+            "post",
+            "/classify",
+            "/classify",
+            {"json": {"temperature": 40.0, "vibration": 2.0, "id": "a"}},
+        ),
+        (
+            "post",
+            "/classify",
+            "/classify",
+            {"json": {"readings": [{"temperature": 40.0, "vibration": 2.0, "id": "x"}] * 3}},
+        ),
+        ("post", "/classify", "/classify", {"json": {"temperature": "x"}}),
+        ("post", "/classify", "/classify", {"data": b"{", "content_type": "application/json"}),
+        ("post", "/classify", "/classify", {"data": b"{}", "content_type": "text/plain"}),
+        ("get", "/healthz", "/healthz", {}),
+        ("get", "/readyz", "/readyz", {}),
+        ("get", "/model", "/model", {}),
+        ("get", "/v2/health/live", "/v2/health/live", {}),
+        ("get", "/v2/health/ready", "/v2/health/ready", {}),
+        ("get", "/v2/models/sensor-classifier", "/v2/models/{model_name}", {}),
+        ("get", "/v2/models/nope", "/v2/models/{model_name}", {}),
+        ("get", "/v2/models/sensor-classifier/ready", "/v2/models/{model_name}/ready", {}),
+        ("post", INFER, "/v2/models/{model_name}/infer", {"json": V2_INPUT}),
+        ("post", INFER, "/v2/models/{model_name}/infer", {"json": {"inputs": []}}),
+    ],
+)
+def test_real_answers_match_the_documented_schemas(
+    client: FlaskClient, document: dict, method: str, url: str, path: str, kwargs: dict
+) -> None:
+    response = getattr(client, method)(url, **kwargs)
+    schema = response_schema(document, path, method, response.status_code)
+    jsonschema.Draft202012Validator(schema).validate(response.get_json())
+
+
+def test_request_schemas_accept_valid_and_reject_invalid_bodies(document: dict) -> None:
+    schema = document["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]
+    validator = jsonschema.Draft202012Validator(
+        {**schema["schema"], "components": document["components"]}
+    )
+    assert validator.is_valid({"temperature": 1.0, "vibration": 0.0})
+    assert validator.is_valid({"readings": [{"temperature": 1.0, "vibration": 0.0, "id": "a"}]})
+    for invalid in (
+        {"temperature": 1.0},
+        {"temperature": 1.0, "vibration": -1.0},
+        {"temperature": -300.0, "vibration": 1.0},
+        {"temperature": 1.0, "vibration": 1.0, "extra": 1},
+        {"temperature": 1.0, "vibration": 1.0, "id": None},
+        {"temperature": 1.0, "vibration": 1.0, "id": "x" * 129},
+        {"readings": []},
+    ):
+        assert not validator.is_valid(invalid), invalid
+
+
+def test_docs_page_uses_only_assets_served_by_the_service(client: FlaskClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "http://" not in html and "https://" not in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert "/docs/swagger-ui-bundle.js" in assets and "/docs/init.js" in assets
+    for asset in assets:
+        with client.get(asset) as response:
+            assert response.status_code == 200, asset
+            assert len(response.data) > 0
+    init = client.get("/docs/init.js").get_data(as_text=True)
+    assert '"/openapi.json"' in init and "validatorUrl: null" in init
+    with client.get("/docs/swagger-ui-bundle.js") as response:
+        assert response.mimetype == "text/javascript"
+
+
+def test_docs_serve_no_other_files(client: FlaskClient) -> None:
+    for path in ("/docs/index.html", "/docs/..%2F__init__.py", "/docs/swagger-ui.js.map"):
+        assert client.get(path).status_code == 404

@@ -1,0 +1,161 @@
+"""Rollout by replacing the artifact file: picked up on the next check, refused when broken."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+import model
+from service.app import create_app
+from service.runtime import FileSignature, ModelRuntime
+from service.settings import Settings
+from tests.support.artifacts import build_classifier, write_artifact
+
+READING = {"temperature": 47.5, "vibration": 2.3}
+
+
+def replace_with_bytes(path: Path, data: bytes) -> None:
+    """Put ``data`` at ``path`` atomically, as a careful writer of a bad file would."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def version_answering(client: FlaskClient) -> str:
+    response = client.post("/classify", json=READING)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["model_version"]
+
+
+def test_a_new_artifact_is_served_from_the_next_request(
+    client: FlaskClient, artifact: Path, classifier: model.Classifier
+) -> None:
+    assert version_answering(client) == classifier.version
+    new = build_classifier(seed=42)
+    new.save(artifact)
+    assert version_answering(client) == new.version
+    assert client.get("/model").get_json()["model_version"] == new.version
+    assert client.get("/readyz").get_json()["model_version"] == new.version
+    assert client.get("/v2/models/sensor-classifier").get_json()["versions"] == [new.version]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert f'sensor_model_info{{version="{new.version}"}} 1.0' in metrics
+    assert f'sensor_model_info{{version="{classifier.version}"}} 0.0' in metrics
+    assert 'sensor_model_reloads_total{outcome="success"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"this is not a model", "not a zip archive"),
+        (b"", "file is empty"),
+        (b"PK\x03\x04" + b"\0" * 100, "truncated or corrupt"),
+    ],
+)
+def test_a_broken_artifact_is_refused_and_the_old_model_keeps_serving(
+    client: FlaskClient,
+    artifact: Path,
+    classifier: model.Classifier,
+    caplog: pytest.LogCaptureFixture,
+    content: bytes,
+    reason: str,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="service.runtime")
+    replace_with_bytes(artifact, content)
+    for _ in range(3):
+        assert version_answering(client) == classifier.version
+    assert client.get("/readyz").status_code == 200
+    refusals = [r for r in caplog.records if "refused new model artifact" in r.getMessage()]
+    # Logged once, with the file and the reason; not again on every request.
+    assert len(refusals) == 1
+    assert str(artifact) in refusals[0].getMessage() and reason in refusals[0].getMessage()
+    assert 'sensor_model_reloads_total{outcome="failure"} 1.0' in client.get("/metrics").get_data(
+        as_text=True
+    )
+
+    fixed = build_classifier(seed=7)
+    fixed.save(artifact)
+    assert version_answering(client) == fixed.version
+
+
+def test_an_artifact_with_a_reserved_feature_is_refused(
+    client: FlaskClient, artifact: Path, classifier: model.Classifier
+) -> None:
+    write_artifact(artifact, features=("readings", "x"), classes=("a", "b"))
+    assert version_answering(client) == classifier.version
+
+
+def test_a_missing_file_keeps_the_model_and_a_new_one_is_picked_up(
+    client: FlaskClient, artifact: Path, classifier: model.Classifier, caplog
+) -> None:
+    caplog.set_level(logging.ERROR, logger="service.runtime")
+    artifact.unlink()
+    for _ in range(3):
+        assert version_answering(client) == classifier.version
+    assert sum("cannot stat" in r.getMessage() for r in caplog.records) == 1
+    assert client.get("/readyz").status_code == 200
+    new = build_classifier(seed=5)
+    new.save(artifact)
+    assert version_answering(client) == new.version
+
+
+def test_a_model_with_new_features_changes_the_request_schema(
+    client: FlaskClient, artifact: Path
+) -> None:
+    write_artifact(artifact, features=("oil_temp", "vib_rms"), classes=("ok", "worn", "broken"))
+    assert client.post("/classify", json=READING).status_code == 422
+    answer = client.post("/classify", json={"oil_temp": 0.5, "vib_rms": 0.5}).get_json()
+    assert set(answer["probabilities"]) == {"ok", "worn", "broken"}
+    schema = client.get("/openapi.json").get_json()["components"]["schemas"]["Reading"]
+    assert set(schema["properties"]) == {"oil_temp", "vib_rms", "id"}
+
+
+def test_the_file_is_checked_at_most_once_per_interval(artifact: Path, monkeypatch) -> None:
+    now = [1000.0]
+    runtime = ModelRuntime(Settings(model_path=artifact, reload_interval=2.0), clock=lambda: now[0])
+    first = runtime.start()
+    checks: list[Path] = []
+    real_signature = FileSignature.of
+
+    def counting_signature(path: Path) -> FileSignature:
+        checks.append(path)
+        return real_signature(path)
+
+    monkeypatch.setattr(FileSignature, "of", staticmethod(counting_signature))
+    new = build_classifier(seed=9)
+    new.save(artifact)
+    for _ in range(100):
+        assert runtime.current().version == first.version  # not due yet
+    now[0] += 1.99
+    assert runtime.current().version == first.version
+    assert checks == []
+    now[0] += 0.02
+    assert runtime.current().version == new.version
+    for _ in range(100):
+        runtime.current()
+    # One check found the new file (loading it stats once more); none since.
+    assert len(checks) == 2
+
+
+def test_an_artifact_rewritten_in_place_is_reloaded(artifact: Path, client: FlaskClient) -> None:
+    # A writer that does not use os.replace keeps the inode; size or mtime still tell.
+    data = artifact.parent / "next.npz"
+    new = build_classifier(seed=11, hidden=(5,))
+    new.save(data)
+    artifact.write_bytes(data.read_bytes())
+    assert version_answering(client) == new.version
+
+
+def test_app_refuses_to_start_on_a_bad_model(tmp_path: Path) -> None:
+    from service.runtime import ModelLoadError, startup_message
+
+    missing = tmp_path / "missing.npz"
+    with pytest.raises(ModelLoadError) as caught:
+        create_app(Settings(model_path=missing))
+    message = startup_message(caught.value, missing)
+    assert str(missing) in message
+    assert "does not exist" in message
+    assert "python -m training" in message
