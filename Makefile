@@ -30,13 +30,13 @@ train: $(VENV)/.installed-train
 	$(PY) -m training --out $(MODEL)
 
 run: $(VENV)/.installed-train $(MODEL)
-	SENSOR_MODEL_PATH=$(MODEL) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) service.wsgi:app
+	SENSOR_MODEL_PATH=$(MODEL) SENSOR_BIND=$(HOST):$(PORT) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py service.wsgi:app
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-dev
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
