@@ -161,6 +161,26 @@ class ModelRuntime:
             raise ModelLoadError(f"no model loaded from {self.path}")
         return loaded
 
+    def watch(self) -> threading.Event:
+        """Also check the file in the background, every ``reload_interval`` (at least 0.1 s).
+
+        Requests check on their own anyway; the watcher makes an idle worker switch too, so that
+        its readiness, metrics and logs tell the truth, and spares the first request the load.
+        Under gevent workers the thread is a greenlet. Setting the returned event stops it.
+        """
+        interval = max(self._interval, 0.1)
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.check_for_update()
+                except Exception:  # never let the watcher die; requests still check
+                    logger.exception("checking %s for a new model failed", self.path)
+
+        threading.Thread(target=loop, name="model-watcher", daemon=True).start()
+        return stop
+
     def check_for_update(self) -> bool:
         """Load the artifact if the file changed since it was loaded; True if a new one is in."""
         if not self._reload_lock.acquire(blocking=False):

@@ -19,7 +19,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="SENSOR_", extra="ignore", validate_default=True, frozen=True
+        env_prefix="SENSOR_",
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
     model_path: Path = Path("models/model.npz")
@@ -56,7 +60,11 @@ class ServerSettings(BaseSettings):
     """How gunicorn runs the app (read by `gunicorn.conf.py`), same prefix and priority."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SENSOR_", extra="ignore", validate_default=True, frozen=True
+        env_prefix="SENSOR_",
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
     bind: str = "127.0.0.1:8000"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,19 @@ def test_app_refuses_to_start_on_a_bad_model(tmp_path: Path) -> None:
     assert str(missing) in message
     assert "does not exist" in message
     assert "python -m training" in message
+
+
+def test_the_watcher_switches_an_idle_runtime(artifact: Path) -> None:
+    runtime = ModelRuntime(Settings(model_path=artifact, reload_interval=0.1))
+    first = runtime.start()
+    stop = runtime.watch()
+    try:
+        new = build_classifier(seed=21)
+        new.save(artifact)
+        deadline = time.monotonic() + 5.0
+        while runtime.loaded.version == first.version and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Switched without a single request asking.
+        assert runtime.loaded.version == new.version
+    finally:
+        stop.set()

@@ -150,15 +150,19 @@ def start_server(
     )
     if wait_ready:
         try:
-            wait_until_ready(server, startup_seconds)
+            wait_until_ready(server, startup_seconds, workers)
         except BaseException:
             server.stop()
             raise
     return server
 
 
-def wait_until_ready(server: Server, seconds: float = STARTUP_SECONDS) -> None:
-    """Poll `/readyz` until 200; raises RuntimeError (with the server's log) otherwise."""
+def wait_until_ready(server: Server, seconds: float = STARTUP_SECONDS, workers: int = 1) -> None:
+    """Until every worker has loaded its model and `/readyz` answers 200; RuntimeError otherwise.
+
+    Each worker logs "serving model <version>" once it has loaded the artifact; waiting for all
+    of them matters to tests that replace the artifact right after start-up.
+    """
     deadline = time.monotonic() + seconds
     with httpx.Client(base_url=server.url, timeout=2.0) as client:
         while time.monotonic() < deadline:
@@ -166,12 +170,13 @@ def wait_until_ready(server: Server, seconds: float = STARTUP_SECONDS) -> None:
                 raise RuntimeError(
                     f"server exited with {server.process.returncode}:\n{server.stderr()}"
                 )
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+            if server.stderr().count("serving model ") >= workers:
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.05)
     raise RuntimeError(f"/readyz not 200 within {seconds:g}s:\n{server.stderr()}")
 
 

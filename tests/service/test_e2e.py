@@ -1,0 +1,337 @@
+"""End to end: the real gunicorn with gunicorn.conf.py on 127.0.0.1, real HTTP clients, real files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import model
+from tests.support.artifacts import build_classifier, write_artifact
+from tests.support.server import Server, running_server, start_server
+
+pytestmark = pytest.mark.e2e
+
+READING = {"temperature": 47.5, "vibration": 2.3}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One two-worker server shared by the read-only tests of this module."""
+    root = tmp_path_factory.mktemp("served")
+    artifact = write_artifact(root / "model.npz", seed=3)
+    with running_server(artifact, workers=2, log_dir=root / "logs") as server:
+        yield server
+
+
+def fresh_post(server: Server, path: str, payload: object) -> httpx.Response:
+    """One request on its own connection, so that requests spread over the workers."""
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        return client.post(path, json=payload)
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data`` on a new connection and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_all(sock)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (headers and Content-Length bytes of body), without waiting for close."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def metric_samples(server: Server) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"{server.url}/metrics", timeout=10.0).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_classify_single_and_batch_over_http(served: Server) -> None:
+    with served.client() as client:
+        single = client.post("/classify", json={**READING, "id": "a"})
+        assert single.status_code == 200 and single.headers["content-type"] == "application/json"
+        assert single.json()["id"] == "a"
+        batch = client.post("/classify", json={"readings": [READING] * 100})
+        results = batch.json()["results"]
+        assert len(results) == 100 and results[0]["label"] == single.json()["label"]
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b'{"temperature": NaN, "vibration": 1}', 422),
+        (b'{"temperature": 1, "vibration"', 400),
+        (b"\xff\xfe\xfd", 400),
+        (b"[" * 1000 + b"]" * 1000, 400),
+    ],
+)
+def test_bad_bodies_get_the_envelope_over_http(
+    served: Server, request_bytes: bytes, status: int
+) -> None:
+    response = httpx.post(
+        f"{served.url}/classify",
+        content=request_bytes,
+        headers={"Content-Type": "application/json"},
+        timeout=10.0,
+    )
+    assert response.status_code == status
+    assert response.json()["error"]["status"] == status
+
+
+def test_not_json_unknown_path_and_wrong_method(served: Server) -> None:
+    with served.client() as client:
+        assert (
+            client.post(
+                "/classify", content=b"x", headers={"Content-Type": "text/plain"}
+            ).status_code
+            == 415
+        )
+        assert client.get("/nowhere").json()["error"]["status"] == 404
+        assert client.put("/classify", json=READING).status_code == 405
+
+
+def test_chunked_body(served: Server) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"readings": ['
+        yield b'{"temperature": 40, "vibration": 1},'
+        yield b'{"temperature": 41, "vibration": 2}]}'
+
+    response = httpx.post(
+        f"{served.url}/classify",
+        content=body(),
+        headers={"Content-Type": "application/json"},
+        timeout=10.0,
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"]) == 2
+
+
+def test_a_50_megabyte_body_is_refused_without_being_read(served: Server) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=15) as sock:
+        start = time.monotonic()
+        sock.sendall(
+            b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 52428800\r\n\r\n" + b'{"readings": ['
+        )
+        raw = read_response(sock)
+        # The answer comes at once, not after 50 MB that were never sent.
+        assert time.monotonic() - start < 3.0
+        # The unread body is not waited for beyond the keep-alive time (SENSOR_KEEPALIVE, 5 s).
+        read_all(sock)
+        assert time.monotonic() - start < 9.0
+    status, _, body = split_response(raw)
+    assert status == 413
+    error = json.loads(body)["error"]
+    assert error["status"] == 413 and "SENSOR_MAX_BODY_BYTES" in error["message"]
+
+
+def test_metrics_count_every_worker(served: Server) -> None:
+    before = metric_samples(served)
+    key = (
+        "sensor_http_requests_total",
+        (("endpoint", "/classify"), ("method", "POST"), ("status", "200")),
+    )
+    pids: set[int] = set()
+    sent = 0
+    # Fresh connections until both workers have answered (bounded).
+    while sent < 40 or (len(pids) < 2 and sent < 400):
+        response = fresh_post(served, "/classify", READING)
+        assert response.status_code == 200
+        sent += 1
+        if sent % 10 == 0:
+            pids = {r["pid"] for r in access_records(served) if r["path"] == "/classify"}
+    assert len(pids) == 2, "requests never reached both workers"
+    after = metric_samples(served)
+    # Every scrape, whichever worker answers it, sums the files of all workers.
+    assert after[key] - before.get(key, 0.0) == sent
+    for _ in range(5):
+        assert metric_samples(served)[key] == after[key]
+
+
+def access_records(server: Server) -> list[dict]:
+    return [json.loads(line) for line in server.stdout().splitlines() if line.startswith("{")]
+
+
+def test_access_log_is_json_lines_on_stdout(served: Server) -> None:
+    fresh_post(served, "/classify", {"temperature": "x", "vibration": 1})
+    records = access_records(served)
+    assert records and all(r["type"] == "access" for r in records)
+    assert any(r["path"] == "/classify" and r["status"] == 422 for r in records)
+    assert all(isinstance(r["duration_ms"], float) for r in records)
+
+
+def test_rollout_reaches_every_worker_within_two_seconds(tmp_path: Path) -> None:
+    artifact = write_artifact(tmp_path / "model.npz", seed=1)
+    old = model.load(artifact).version
+    with running_server(artifact, workers=2, log_dir=tmp_path / "logs") as server:
+        assert fresh_post(server, "/classify", READING).json()["model_version"] == old
+        new = build_classifier(seed=2)
+        new.save(artifact)
+        rolled = time.monotonic()
+        time.sleep(2.0)
+        answered = {}
+        for _ in range(60):
+            response = fresh_post(server, "/classify", READING)
+            assert response.status_code == 200
+            answered[response.json()["model_version"]] = True
+        assert set(answered) == {new.version}
+        # The watcher switched idle workers too: the live gauge shows only the new version.
+        samples = metric_samples(server)
+        assert samples[("sensor_model_info", (("version", new.version),))] == 1.0
+        assert samples[("sensor_model_info", (("version", old),))] == 0.0
+        log = server.stderr()
+        assert log.count(f"now serving model {new.version}") == 2
+        assert time.monotonic() - rolled < 10.0
+
+
+def test_a_broken_rollout_is_refused_and_logged(tmp_path: Path) -> None:
+    artifact = write_artifact(tmp_path / "model.npz", seed=1)
+    old = model.load(artifact).version
+    with running_server(artifact, workers=2, log_dir=tmp_path / "logs") as server:
+        broken = artifact.with_name("incoming.npz")
+        broken.write_bytes(b"PK\x03\x04 not really a zip")
+        broken.replace(artifact)
+        time.sleep(1.5)
+        for _ in range(20):
+            assert fresh_post(server, "/classify", READING).json()["model_version"] == old
+        assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+        refusals = [line for line in server.stderr().splitlines() if "refused new model" in line]
+        assert len(refusals) == 2  # once per worker
+        assert all(str(artifact) in line and "truncated or corrupt" in line for line in refusals)
+
+
+def test_sigterm_lets_accepted_requests_finish(tmp_path: Path) -> None:
+    artifact = write_artifact(tmp_path / "model.npz")
+    server = start_server(artifact, workers=1, log_dir=tmp_path / "logs")
+    try:
+        body = json.dumps({"readings": [READING] * 50}).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+            sock.sendall(
+                b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:100]
+            )
+            time.sleep(0.3)  # the worker has accepted it and waits for the rest of the body
+            server.process.send_signal(signal.SIGTERM)
+            # Workers notice within a second (their heartbeat loop) and close the listener.
+            time.sleep(1.5)
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"{server.url}/healthz", timeout=2.0)
+            sock.sendall(body[100:])
+            status, _, answer = split_response(read_all(sock))
+        assert status == 200
+        assert len(json.loads(answer)["results"]) == 50
+        assert server.process.wait(timeout=30) == 0
+    finally:
+        server.stop()
+
+
+def test_a_stalled_client_gets_408_and_blocks_nobody(tmp_path: Path) -> None:
+    artifact = write_artifact(tmp_path / "model.npz")
+    env = {"SENSOR_REQUEST_TIMEOUT": "1.5", "SENSOR_KEEPALIVE": "1"}
+    with running_server(artifact, workers=1, env=env, log_dir=tmp_path / "logs") as server:
+        stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        stalled.sendall(
+            b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"temperature": '
+        )
+        started = time.monotonic()
+        # The only worker keeps answering everybody else meanwhile.
+        with server.client() as client:
+            for _ in range(20):
+                assert client.post("/classify", json=READING).status_code == 200
+        assert time.monotonic() - started < 1.4
+        status, _, body = split_response(read_response(stalled))
+        assert 1.4 < time.monotonic() - started < 4.0
+        assert status == 408
+        error = json.loads(body)["error"]
+        assert error["status"] == 408 and "SENSOR_REQUEST_TIMEOUT" in error["message"]
+        # Then the connection is closed (after at most the keep-alive time).
+        read_all(stalled)
+        stalled.close()
+        assert time.monotonic() - started < 10.0
+
+
+def test_workers_are_replaced_after_max_requests_without_failures(tmp_path: Path) -> None:
+    artifact = write_artifact(tmp_path / "model.npz")
+    env = {"SENSOR_MAX_REQUESTS": "25", "SENSOR_MAX_REQUESTS_JITTER": "5"}
+    with running_server(artifact, workers=2, env=env, log_dir=tmp_path / "logs") as server:
+        first = set(server.worker_pids())
+        with server.client() as client:
+            for _ in range(150):
+                assert client.post("/classify", json=READING).status_code == 200
+        assert "Autorestarting worker" in server.stderr()
+        deadline = time.monotonic() + 15.0
+        while not set(server.worker_pids()) - first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(server.worker_pids()) - first, "no replacement worker appeared"
+        assert fresh_post(server, "/classify", READING).status_code == 200
+
+
+@pytest.mark.parametrize("content", [None, b"garbage", b""])
+def test_startup_with_a_missing_or_corrupt_model_fails_with_one_clear_line(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    artifact = tmp_path / "models" / "model.npz"
+    if content is not None:
+        artifact.parent.mkdir(parents=True)
+        artifact.write_bytes(content)
+    server = start_server(artifact, workers=2, log_dir=tmp_path / "logs", wait_ready=False)
+    try:
+        assert server.process.wait(timeout=60) != 0
+    finally:
+        server.stop()
+    log = server.stderr()
+    lines = [line for line in log.splitlines() if "cannot start" in line]
+    assert len(lines) == 1, log
+    assert str(artifact) in lines[0] and "python -m training" in lines[0]
+    assert ("does not exist" if content is None else "artifact") in lines[0]
+    assert "Traceback" not in log
