@@ -94,10 +94,10 @@ def create_api(runtime: ModelRuntime, settings: Settings, metrics: Metrics) -> B
         loaded = runtime.current()
         parsed = loaded.requests.parse(body)
         if isinstance(parsed, SingleRequest):
-            answer = runtime.classify_one(loaded, parsed)
+            body = orjson.dumps(runtime.classify_one(loaded, parsed))
         else:
-            answer = runtime.classify_batch(loaded, parsed)
-        return Response(orjson.dumps(answer), content_type=JSON)
+            body = runtime.classify_batch(loaded, parsed)
+        return Response(body, content_type=JSON)
 
     @api.get("/healthz")
     def healthz() -> Response:

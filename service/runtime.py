@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import model
+from service.encoding import BatchEncoder
 from service.inference import ModelPredictor, Predictor, build_predictor
 from service.schemas import (
     BatchRequest,
@@ -63,10 +64,12 @@ class LoadedModel:
     loaded_at: dt.datetime
     version: str = field(init=False)
     classes: tuple[str, ...] = field(init=False)
+    encoder: BatchEncoder = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "version", self.classifier.version)
         object.__setattr__(self, "classes", self.classifier.classes)
+        object.__setattr__(self, "encoder", BatchEncoder(self.classes, self.version))
 
 
 def load_model(path: Path, settings: Settings) -> LoadedModel:
@@ -272,29 +275,13 @@ class ModelRuntime:
         self.observers.classified(classes[best], 1)
         return answer
 
-    def classify_batch(self, loaded: LoadedModel, batch: BatchRequest) -> dict[str, Any]:
-        """The answers to a batch, in request order, with the version once."""
+    def classify_batch(self, loaded: LoadedModel, batch: BatchRequest) -> bytes:
+        """The JSON answer to a batch, in request order, with the version once."""
         P = loaded.predictor.proba(batch.X)
         best = P.argmax(axis=1)
-        confidence = P[np.arange(P.shape[0]), best].tolist()
-        classes = loaded.classes
-        labels = [classes[i] for i in best.tolist()]
-        within = loaded.predictor.in_range(batch.X).tolist()
-        results = [
-            {
-                "label": label,
-                "confidence": c,
-                "probabilities": dict(zip(classes, row, strict=True)),
-                "in_training_range": ok,
-            }
-            for label, c, row, ok in zip(labels, confidence, P.tolist(), within, strict=True)
-        ]
-        if batch.ids is not None:
-            for result, reading_id in zip(results, batch.ids, strict=True):
-                if reading_id is not None:
-                    result["id"] = reading_id
-        self._count(classes, best)
-        return {"model_version": loaded.version, "results": results}
+        within = loaded.predictor.in_range(batch.X)
+        self._count(loaded.classes, best)
+        return loaded.encoder.encode(P, best, within, batch.ids)
 
     def probabilities(self, loaded: LoadedModel, X: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Calibrated probabilities (n, n_classes) of readings ``X`` (n, n_features), counted."""

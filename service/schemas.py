@@ -6,10 +6,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 from pydantic import (
     BaseModel,
@@ -151,12 +152,25 @@ class RequestSchemas:
         )
         getter = attrgetter(*(f"f{i}" for i in range(len(self.features))))
         self._values = getter if len(self.features) > 1 else (lambda r: (getter(r),))
+        keys = itemgetter(*self.features)
+        self._keys = keys if len(self.features) > 1 else (lambda r: (keys(r),))
+        self._lower_bounds = [
+            (j, physical_bounds(feature, unit)["ge"])
+            for j, (feature, unit) in enumerate(zip(features, units, strict=True))
+            if "ge" in physical_bounds(feature, unit)
+        ]
 
     def parse(self, body: bytes) -> SingleRequest | BatchRequest:
         """Validate a `/classify` body; raises MalformedRequest (400) or ValidationFailed (422)."""
-        # Fast path: the bytes say which schema applies in all but contrived cases (an id or an
-        # unknown key spelling "readings", escaped keys); any failure is re-judged exactly below.
-        schema = self.batch if b'"readings"' in body else self.reading
+        # The bytes say which schema applies in all but contrived cases (an id or an unknown key
+        # spelling "readings", escaped keys); anything that fails is re-judged exactly below.
+        if b'"readings"' in body:
+            batch = self.parse_plain_batch(body)
+            if batch is not None:
+                return batch
+            schema = self.batch
+        else:
+            schema = self.reading
         try:
             parsed = schema.model_validate_json(body)
         except ValidationError:
@@ -172,6 +186,57 @@ class RequestSchemas:
             ids = [r.id for r in readings] if b'"id"' in body else None
             return BatchRequest(X=X, ids=ids)
         return SingleRequest(values=self._values(parsed), id=parsed.id)  # type: ignore[attr-defined]
+
+    def parse_plain_batch(self, body: bytes) -> BatchRequest | None:
+        """A batch checked in bulk (orjson, then set and numpy tests), or None if not vouched for.
+
+        Validating a batch through the pydantic model builds one object per reading, about half
+        a microsecond each; checking the decoded lists in bulk costs about a third of that. This
+        only ever accepts what the pydantic `ReadingBatch` accepts, with the same values (the
+        tests compare the two on generated documents); everything else, errors included, goes
+        to pydantic, whose verdict and messages are authoritative.
+        """
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(document) is not dict or len(document) != 1:
+            return None
+        readings = document.get("readings")
+        if type(readings) is not list or not 1 <= len(readings) <= self.max_batch:
+            return None
+        if set(map(type, readings)) != {dict}:
+            return None
+        try:
+            rows = list(map(self._keys, readings))
+        except KeyError:
+            return None
+        n, f = len(readings), len(self.features)
+        ids: list[Any] | None = None
+        given = 0
+        if b'"id"' in body:
+            ids = [reading.get("id") for reading in readings]
+            given = n - ids.count(None)
+            if not all(type(i) is str and len(i) <= ID_MAX_LENGTH for i in ids if i is not None):
+                return None
+        # Every reading has all features (above); with the ids counted, equal totals mean no
+        # reading has any other key.
+        if sum(map(len, readings)) != n * f + given:
+            return None
+        # Exactly int and float: bool is a subclass of int, and JSON true is not a number.
+        if not set(map(type, chain.from_iterable(rows))) <= {float, int}:
+            return None
+        try:
+            X = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=n * f)
+        except OverflowError:  # an integer beyond float range
+            return None
+        X = X.reshape(n, f)
+        if not np.isfinite(X).all():
+            return None
+        for j, lowest in self._lower_bounds:
+            if not (X[:, j] >= lowest).all():
+                return None
+        return BatchRequest(X=X, ids=ids)
 
     def _parse_exactly(self, body: bytes) -> BaseModel:
         try:
