@@ -120,7 +120,8 @@ class ModelRuntime:
 
     Every request asks for ``current()``: at most once per ``reload_interval`` that costs a
     `stat` of the artifact, and when the file changed the new artifact is loaded, checked and
-    swapped in before the request is answered. A file that fails to load is logged and skipped
+    swapped in before the request is answered; in a served process, ``watch()`` also checks on a
+    timer so that idle workers switch too. A file that fails to load is logged and skipped
     (until it changes again) while the previous model keeps answering. Each worker process does
     this on its own, so there is nothing to coordinate.
     """
