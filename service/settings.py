@@ -49,8 +49,9 @@ class Settings(BaseSettings):
     """Seconds a client has to deliver its whole request body; a slower client gets a 408."""
 
     reload_interval: float = Field(default=0.5, ge=0)
-    """Seconds between checks of the model file for a new artifact (a `stat` of the file, made by
-    whichever request comes first after the interval); 0 checks on every request."""
+    """Seconds between checks of the model file for a new artifact: a `stat` of the file, made by
+    each worker's watcher and by the first request after the interval; 0 makes every request
+    check."""
 
     log_level: str = Field(default="info", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     """Level of the service's own log lines (stderr)."""
