@@ -49,10 +49,29 @@ def main(argv: list[str]) -> None:
 
     # Read before the tmpfs mounts can hide it (it usually lives under /tmp).
     model_bytes = options.model.read_bytes()
+    # The checkout and its virtualenv stand in for the image's /app and site-packages; when they
+    # live under a path that gets an emptyDir (a clone in /tmp), park them on a private tmpfs and
+    # bind them back, read-only, once the emptyDirs are mounted.
+    writable = sorted(options.writable, key=lambda p: len(Path(p).parts))
+    code = [Path.cwd().resolve(), Path(sys.prefix).resolve()]
+    hidden = sorted(
+        {c for c in code for w in writable if c.is_relative_to(Path(w).resolve())},
+        key=lambda p: len(p.parts),
+    )
+    parked = Path("/mnt")
+    if hidden:
+        _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(parked))
+    for i, path in enumerate(hidden):
+        (parked / str(i)).mkdir()
+        _mount("--bind", str(path), str(parked / str(i)))
     # Parents first, so /tmp/prometheus is created inside the fresh /tmp.
-    for path in sorted(options.writable, key=lambda p: len(Path(p).parts)):
+    for path in writable:
         Path(path).mkdir(parents=True, exist_ok=True)
         _mount("-t", "tmpfs", "-o", "size=64m,mode=1777", "tmpfs", path)
+    for i, path in enumerate(hidden):
+        path.mkdir(parents=True, exist_ok=True)
+        _mount("--bind", str(parked / str(i)), str(path))
+        _mount("-o", "remount,bind,ro", str(path))
     options.model_dir.mkdir(parents=True)
     (options.model_dir / options.model.name).write_bytes(model_bytes)
     _mount("--bind", str(options.model_dir), str(options.model_dir))
