@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -154,6 +155,46 @@ class Classifier:
             (self.feature_min <= X) & (self.feature_max >= X), axis=1
         )
         return within
+
+    @cached_property
+    def _reading_bounds(self) -> tuple[list[float], list[float], list[float], list[float]]:
+        return (
+            self.standardizer.mean.tolist(),
+            self.standardizer.scale.tolist(),
+            self.feature_min.tolist(),
+            self.feature_max.tolist(),
+        )
+
+    def predict_proba_one(self, reading: Sequence[float]) -> list[float]:
+        """Calibrated probabilities of one raw reading (n_features,) -> list of n_classes floats.
+
+        The same computation as ``predict_proba`` for one row, without its per-call array
+        overhead (a web request classifying one reading would pay several times the network's
+        own cost for it): standardization and softmax in plain Python, the layers in numpy.
+        """
+        mean, scale, _, _ = self._reading_bounds
+        xs = [
+            min(max((v - m) / s, -_STANDARD_CLIP), _STANDARD_CLIP)
+            for v, m, s in zip(reading, mean, scale, strict=True)
+        ]
+        coefs, intercepts = self.network.coefs, self.network.intercepts
+        H = np.array(xs, dtype=self.network.dtype)
+        for W, b in zip(coefs[:-1], intercepts[:-1], strict=False):
+            H = H @ W
+            H += b
+            np.maximum(H, 0, out=H)
+        H = H @ coefs[-1]
+        H += intercepts[-1]
+        z = [v / self.temperature for v in H.tolist()]
+        top = max(z)
+        e = [math.exp(v - top) for v in z]
+        total = sum(e)
+        return [v / total for v in e]
+
+    def in_training_range_one(self, reading: Sequence[float]) -> bool:
+        """Whether every feature of one raw reading (n_features,) lies within the training range."""
+        _, _, lows, highs = self._reading_bounds
+        return all(lo <= v <= hi for lo, v, hi in zip(lows, reading, highs, strict=True))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the artifact atomically: a reader sees the old file or the new one, never a mix.

@@ -16,7 +16,6 @@ import numpy as np
 
 import model
 from service.encoding import BatchEncoder
-from service.inference import ModelPredictor, Predictor, build_predictor
 from service.schemas import (
     BatchRequest,
     RequestSchemas,
@@ -56,7 +55,6 @@ class LoadedModel:
     """One artifact, ready to answer: everything a request needs, consistent with each other."""
 
     classifier: model.Classifier
-    predictor: Predictor | ModelPredictor
     requests: RequestSchemas
     responses: ResponseSchemas
     path: Path
@@ -90,7 +88,6 @@ def load_model(path: Path, settings: Settings) -> LoadedModel:
         raise ModelLoadError(f"model artifact {path}: cannot be loaded ({exc!r})") from None
     return LoadedModel(
         classifier=classifier,
-        predictor=build_predictor(classifier),
         requests=requests,
         responses=response_schemas(classifier.classes),
         path=path,
@@ -248,7 +245,7 @@ class ModelRuntime:
         try:
             clf = loaded.classifier
             middle = ((clf.feature_min + clf.feature_max) / 2.0).tolist()
-            p = loaded.predictor.proba_one(middle)
+            p = loaded.classifier.predict_proba_one(middle)
             ok = len(p) == len(loaded.classes) and all(0.0 <= v <= 1.0 for v in p)
             if ok and abs(sum(p) - 1.0) < 1e-6:
                 return True, "ok"
@@ -261,14 +258,14 @@ class ModelRuntime:
 
     def classify_one(self, loaded: LoadedModel, reading: SingleRequest) -> dict[str, Any]:
         """The answer to one reading: label, confidence, probabilities, range flag, version."""
-        p = loaded.predictor.proba_one(reading.values)
+        p = loaded.classifier.predict_proba_one(reading.values)
         best = p.index(max(p))
         classes = loaded.classes
         answer = {
             "label": classes[best],
             "confidence": p[best],
             "probabilities": dict(zip(classes, p, strict=True)),
-            "in_training_range": loaded.predictor.in_range_one(reading.values),
+            "in_training_range": loaded.classifier.in_training_range_one(reading.values),
             "model_version": loaded.version,
         }
         if reading.id is not None:
@@ -278,15 +275,15 @@ class ModelRuntime:
 
     def classify_batch(self, loaded: LoadedModel, batch: BatchRequest) -> bytes:
         """The JSON answer to a batch, in request order, with the version once."""
-        P = loaded.predictor.proba(batch.X)
+        P = loaded.classifier.predict_proba(batch.X)
         best = P.argmax(axis=1)
-        within = loaded.predictor.in_range(batch.X)
+        within = loaded.classifier.in_training_range(batch.X)
         self._count(loaded.classes, best)
         return loaded.encoder.encode(P, best, within, batch.ids)
 
     def probabilities(self, loaded: LoadedModel, X: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Calibrated probabilities (n, n_classes) of readings ``X`` (n, n_features), counted."""
-        P = loaded.predictor.proba(X)
+        P = loaded.classifier.predict_proba(X)
         self._count(loaded.classes, P.argmax(axis=1))
         return P
 

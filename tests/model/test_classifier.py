@@ -286,3 +286,29 @@ def test_absurd_finite_readings_give_finite_probabilities() -> None:
     assert np.all(np.isfinite(P))
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
     assert not clf.in_training_range(absurd[:3]).any()
+
+
+def test_one_reading_path_matches_the_batch_path() -> None:
+    """`predict_proba_one` and `in_training_range_one` are the service's hot path: same answers."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(500, 3)) * [10.0, 1.0, 1e4] + [50.0, 3.0, 1e5]
+    clf = model.Classifier(
+        network=model.MLP.initialize([3, 32, 16, 4], rng),
+        standardizer=model.Standardizer.fit(X),
+        classes=("a", "b", "c", "d"),
+        features=("x", "y", "z"),
+        units=("", "", ""),
+        feature_min=np.percentile(X, 5, axis=0),
+        feature_max=np.percentile(X, 95, axis=0),
+        temperature=1.7,
+    )
+    probe = np.vstack([X[:200], X[:50] * 3.0, [[1e300, -1e300, 0.0]]])
+    expected = clf.predict_proba(probe)
+    singles = np.array([clf.predict_proba_one(row) for row in probe.tolist()])
+    np.testing.assert_allclose(singles, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(singles.sum(axis=1), 1.0, atol=1e-12)
+    assert [clf.in_training_range_one(row) for row in probe.tolist()] == (
+        clf.in_training_range(probe).tolist()
+    )
+    # An uncalibrated answer would differ: the temperature is really applied.
+    assert not np.allclose(singles, clf.predict_proba(probe, calibrated=False), atol=1e-3)

@@ -29,13 +29,11 @@ def test_readyz_is_200_with_a_model_that_answers(
 def test_readyz_is_503_when_the_self_test_prediction_fails(
     app: Flask, client: FlaskClient, monkeypatch
 ) -> None:
-    runtime = app.extensions["sensor"]["runtime"]
-
-    def broken(values: object) -> list[float]:
+    def broken(self: object, values: object) -> list[float]:
         raise FloatingPointError("simulated fault")
 
-    # A valid artifact cannot produce this; the fault is injected into the loaded predictor.
-    monkeypatch.setattr(runtime.loaded.predictor, "proba_one", broken)
+    # A valid artifact cannot produce this; the fault is injected into the model's prediction.
+    monkeypatch.setattr(model.Classifier, "predict_proba_one", broken)
     response = client.get("/readyz")
     assert response.status_code == 503
     body = Health.model_validate(response.get_json())
@@ -47,8 +45,7 @@ def test_readyz_is_503_when_the_self_test_prediction_fails(
 def test_readyz_is_503_when_the_prediction_is_not_a_distribution(
     app: Flask, client: FlaskClient, monkeypatch
 ) -> None:
-    runtime = app.extensions["sensor"]["runtime"]
-    monkeypatch.setattr(runtime.loaded.predictor, "proba_one", lambda values: [0.7, 0.7, 0.7])
+    monkeypatch.setattr(model.Classifier, "predict_proba_one", lambda self, values: [0.7] * 3)
     assert client.get("/readyz").status_code == 503
 
 
