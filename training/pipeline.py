@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -215,17 +216,7 @@ def train(
         "libraries": _library_versions(),
         "training_seconds": round(time.perf_counter() - started, 3),
     }
-    classifier = model.Classifier(
-        network=network,
-        standardizer=standardizer,
-        classes=uncalibrated.classes,
-        features=uncalibrated.features,
-        units=uncalibrated.units,
-        feature_min=uncalibrated.feature_min,
-        feature_max=uncalibrated.feature_max,
-        temperature=temperature,
-        metadata=metadata,
-    )
+    classifier = dataclasses.replace(uncalibrated, metadata=metadata)
     return TrainingResult(
         classifier=classifier,
         metrics=metrics,

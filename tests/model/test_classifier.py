@@ -271,16 +271,8 @@ def test_absurd_finite_readings_give_finite_probabilities() -> None:
     """A gateway may send 1e300; the answer must still be a probability distribution."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 2)) * [10.0, 1.0] + [50.0, 3.0]
-    clf = model.Classifier(
-        network=model.MLP.initialize([2, 16, 16, 3], rng),
-        standardizer=model.Standardizer.fit(X),
-        classes=("a", "b", "c"),
-        features=("x", "y"),
-        units=("", ""),
-        feature_min=X.min(axis=0),
-        feature_max=X.max(axis=0),
-        temperature=0.5,
-    )
+    net = model.MLP.initialize([2, 16, 16, 3], rng)
+    clf = make_classifier(model.Standardizer.fit(X), net, X, temperature=0.5)
     absurd = np.array([[1e300, -1e300], [-1e308, 1e308], [1e300, 1e300], [5e-324, 0.0]])
     P = clf.predict_proba(absurd)
     assert np.all(np.isfinite(P))
@@ -292,16 +284,10 @@ def test_one_reading_path_matches_the_batch_path() -> None:
     """`predict_proba_one` and `in_training_range_one` are the service's hot path: same answers."""
     rng = np.random.default_rng(11)
     X = rng.normal(size=(500, 3)) * [10.0, 1.0, 1e4] + [50.0, 3.0, 1e5]
-    clf = model.Classifier(
-        network=model.MLP.initialize([3, 32, 16, 4], rng),
-        standardizer=model.Standardizer.fit(X),
-        classes=("a", "b", "c", "d"),
-        features=("x", "y", "z"),
-        units=("", "", ""),
-        feature_min=np.percentile(X, 5, axis=0),
-        feature_max=np.percentile(X, 95, axis=0),
-        temperature=1.7,
-    )
+    net = model.MLP.initialize([3, 32, 16, 4], rng)
+    # Fitted on the central rows only, so the probe has readings on both sides of the range.
+    central = X[np.all(np.abs(X - X.mean(axis=0)) < 1.5 * X.std(axis=0), axis=1)]
+    clf = make_classifier(model.Standardizer.fit(X), net, central, temperature=1.7)
     probe = np.vstack([X[:200], X[:50] * 3.0, [[1e300, -1e300, 0.0]]])
     expected = clf.predict_proba(probe)
     singles = np.array([clf.predict_proba_one(row) for row in probe.tolist()])
