@@ -75,3 +75,17 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    """Until the worker installs its own handlers, let a stop signal end it at once.
+
+    A forked worker inherits the arbiter's handlers, which only queue the signal for the arbiter's
+    loop, and no such loop runs in the worker: a SIGTERM arriving while a gevent worker is still
+    patching (before it has accepted anything) was swallowed, and shutdown then waited the whole
+    graceful_timeout (measured: 25 s instead of 0.5 s).
+    """
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
