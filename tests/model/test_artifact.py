@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import stat
@@ -51,17 +52,8 @@ def replace_weight(
     """A copy of ``clf`` with one weight of one layer set to ``value``."""
     coefs = [W.copy() for W in clf.network.coefs]
     coefs[layer][index] = value
-    return model.Classifier(
-        network=model.MLP(coefs, [b.copy() for b in clf.network.intercepts]),
-        standardizer=clf.standardizer,
-        classes=clf.classes,
-        features=clf.features,
-        units=clf.units,
-        feature_min=clf.feature_min,
-        feature_max=clf.feature_max,
-        temperature=clf.temperature,
-        metadata=dict(clf.metadata),
-    )
+    network = model.MLP(coefs, [b.copy() for b in clf.network.intercepts])
+    return dataclasses.replace(clf, network=network, metadata=dict(clf.metadata))
 
 
 # --- round trip and version -------------------------------------------------------------
@@ -401,16 +393,7 @@ def test_failed_save_leaves_previous_artifact_byte_identical(
     error: type[Exception],
 ) -> None:
     before = artifact.read_bytes()
-    broken = model.Classifier(
-        network=trained_classifier.network,
-        standardizer=trained_classifier.standardizer,
-        classes=trained_classifier.classes,
-        features=trained_classifier.features,
-        units=trained_classifier.units,
-        feature_min=trained_classifier.feature_min,
-        feature_max=trained_classifier.feature_max,
-        metadata=bad_metadata,
-    )
+    broken = dataclasses.replace(trained_classifier, metadata=bad_metadata)
 
     with pytest.raises(error):
         broken.save(artifact)

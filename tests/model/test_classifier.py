@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -29,17 +30,7 @@ def reference_proba(clf: model.Classifier, X: NDArray[np.float64], temperature: 
 
 
 def with_temperature(clf: model.Classifier, temperature: float) -> model.Classifier:
-    return model.Classifier(
-        network=clf.network,
-        standardizer=clf.standardizer,
-        classes=clf.classes,
-        features=clf.features,
-        units=clf.units,
-        feature_min=clf.feature_min,
-        feature_max=clf.feature_max,
-        temperature=temperature,
-        metadata=clf.metadata,
-    )
+    return dataclasses.replace(clf, temperature=temperature)
 
 
 @pytest.fixture(scope="module")
