@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"readings per batch request (default: {defaults.batch_size})",
     )
     http.add_argument(
+        "--no-fastapi",
+        dest="fastapi",
+        action="store_false",
+        help="leave out the FastAPI + uvicorn comparison (bench/fastapi_app.py)",
+    )
+    http.add_argument(
         "--model",
         type=Path,
         metavar="PATH",
@@ -257,6 +263,7 @@ def options_from(args: argparse.Namespace) -> Options:
         "sections": tuple(s for s in SECTIONS if s in args.only),
         "quick": args.quick,
         "out_dir": args.out,
+        "fastapi": args.fastapi,
     }
     for name in (
         "samples",
@@ -330,7 +337,8 @@ def footnotes(document: dict[str, Any], rows: Sequence[Row], results_path: Path 
     lines = [
         "ratio = ours ÷ the comparison measured in this same run. sklearn = scikit-learn "
         f"{document['machine']['libraries'].get('scikit-learn')}; bare Flask = a Flask app "
-        "answering constant JSON under the same gunicorn.conf.py.",
+        "answering constant JSON under the same gunicorn.conf.py; FastAPI = bench/fastapi_app.py, "
+        "the same model and answer under uvicorn with as many workers.",
     ]
     if any(r.section.startswith("reference") for r in rows):
         lines.append(

@@ -48,6 +48,7 @@ class Options:
     runs: int = 3
     warmup: float = 2.0
     batch_size: int = 100
+    fastapi: bool = True
     model: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:

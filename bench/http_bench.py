@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +34,20 @@ SECTION = "http"
 GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
 SERVICE_TARGET = "service.wsgi:app"
 BARE_TARGET = "bench.bare_app:create_app()"
+FASTAPI_TARGET = "bench.fastapi_app:app"
+# What this section serves (name, what, label), and which cases each answers: the FastAPI
+# comparison is issue 4's single-reading alternative, so it answers single readings only.
+SERVICE, BARE, FASTAPI = "service", "bare", "fastapi"
+CASES_OF = {SERVICE: ("single", "batch"), BARE: ("single", "batch"), FASTAPI: ("single",)}
 READY_TIMEOUT = 90.0
 STOP_SECONDS = 40.0
 # Targets of issue 4.
 MIN_SINGLE_RATIO = 0.85
 MIN_BATCH_READINGS_PER_SECOND = 300_000
-# Issue 4's reference figures: measured earlier on this machine with 16 connections, medians of
-# 3 runs of 10 s. They are printed for orientation only; this suite does not measure them.
+# Issue 4's other reference figures: measured earlier on this machine with 16 connections, medians
+# of 3 runs of 10 s. They are printed for orientation only; this suite does not measure them
+# (FastAPI + uvicorn, the fastest of them at about 10,700/s, it does measure).
 REFERENCE_SINGLE = (
-    ("FastAPI + uvicorn", 10_700),
     ("Flask + pydantic + numpy, gunicorn sync", 4_800),
     ("MLServer", 1_600),
     ("BentoML", 540),
@@ -89,6 +94,16 @@ class WrkResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    # CPU seconds the server's processes used during the run (None where /proc is missing).
+    server_cpu_s: float | None = None
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """Server CPU per answered request in microseconds: steadier than requests/s when the
+        load generator and other work share the CPUs, since it does not count waiting for them."""
+        if self.server_cpu_s is None or self.requests == 0:
+            return None
+        return self.server_cpu_s / self.requests * 1e6
 
     @property
     def errors(self) -> int:
@@ -109,6 +124,7 @@ class WrkResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
             "errors": self.errors,
+            "cpu_us_per_request": self.cpu_us_per_request,
             "requests_per_second": round(self.ok_per_second, 1),
         }
 
@@ -226,7 +242,7 @@ def post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
 
 @dataclass
 class Server:
-    """A gunicorn master we started, serving ``target`` on ``port``."""
+    """A server we started (its process group), serving ``/classify`` on ``port``."""
 
     name: str
     target: str
@@ -244,6 +260,39 @@ class Server:
         except OSError:
             return ""
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the server and every process under it (its workers)."""
+        return process_tree_cpu_seconds(self.process.pid)
+
+
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user and system) of ``pid``, its descendants and the children they reaped.
+
+    Read from /proc (Linux); None when ``pid`` is not there.
+    """
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    pending = [pid]
+    seen = set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            if current == pid:
+                return None
+            continue  # a process that ended between the two reads
+        # The fields after the command name (which may hold spaces) start at the state (3rd).
+        fields = stat.rsplit(")", 1)[1].split()
+        # utime, stime, and cutime, cstime: workers that ended and were reaped still count.
+        total += sum(int(value) for value in fields[11:15])
+        pending.extend(int(child) for child in children)
+    return total / ticks
+
 
 @contextmanager
 def gunicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
@@ -258,12 +307,49 @@ def gunicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iter
         # A directory of our own, removed with the work directory, per server.
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
+    # The access log (one JSON line per request on stdout) stays on: it is part of the real
+    # configuration, and both apps pay for it alike.
+    command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), target]
+    with _serve(name, target, command, port, env, workdir) as server:
+        yield server
+
+
+@contextmanager
+def uvicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+    """Run ``target`` under uvicorn with as many workers as gunicorn.conf.py starts."""
+    from service.gunicorn_support import available_cpus
+    from service.settings import ServerSettings
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn as _  # noqa: F401
+    except ImportError as exc:
+        raise BenchError(
+            f"the FastAPI comparison needs the bench extra ({exc}): pip install -e '.[bench]'"
+        ) from None
+    port = free_port()
+    workers = ServerSettings().workers or available_cpus()
+    # One BLAS thread per worker, as gunicorn.conf.py gives the service.
+    env = env | {
+        name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", target,
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    with _serve(name, target, command, port, env, workdir) as server:
+        yield server
+
+
+@contextmanager
+def _serve(
+    name: str, target: str, command: list[str], port: int, env: dict[str, str], workdir: Path
+) -> Iterator[Server]:
     log = workdir / f"{name}.log"
     with log.open("wb") as log_file:
-        # The access log (one JSON line per request on stdout) stays on: it is part of the real
-        # configuration, and both apps pay for it alike.
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), target],
+            command,
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -307,7 +393,7 @@ def wait_ready(server: Server, body: bytes, timeout: float = READY_TIMEOUT) -> N
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BenchError(
-                f"gunicorn ({server.name}) exited with status {server.process.returncode}:\n"
+                f"the {server.name} server exited with status {server.process.returncode}:\n"
                 f"{server.log_tail()}"
             )
         try:
@@ -320,15 +406,18 @@ def wait_ready(server: Server, body: bytes, timeout: float = READY_TIMEOUT) -> N
             last = f"status {status}"
         time.sleep(0.1)
     raise BenchError(
-        f"gunicorn ({server.name}) did not answer within {timeout:g} s ({last}):\n"
+        f"the {server.name} server did not answer within {timeout:g} s ({last}):\n"
         f"{server.log_tail()}"
     )
 
 
-def check_answers(server: Server, single: bytes, batch: bytes, batch_size: int) -> dict[str, int]:
-    """Check that ``server`` gives a /classify-shaped answer to both bodies; their sizes in bytes."""
+def check_answers(
+    server: Server, bodies: dict[str, bytes], batch_size: int, cases: tuple[str, ...]
+) -> dict[str, int]:
+    """Check that ``server`` gives a /classify-shaped answer to each case; their sizes in bytes."""
     sizes = {}
-    for case, body in (("single", single), ("batch", batch)):
+    for case in cases:
+        body = bodies[case]
         status, answer = post(server.url, body)
         if status != 200:
             raise BenchError(
@@ -371,6 +460,15 @@ def _median(results: list[WrkResult], attribute: str) -> float:
     return statistics.median(getattr(r, attribute) for r in results)
 
 
+def _median_optional(results: list[WrkResult], attribute: str) -> float | None:
+    values = [getattr(r, attribute) for r in results]
+    return None if not values or None in values else statistics.median(values)
+
+
+def _format_optional(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}"
+
+
 def run(ctx: Context) -> list[Row]:
     """Warm up, then alternate the two apps run by run, per case; medians over the runs."""
     import model
@@ -386,40 +484,46 @@ def run(ctx: Context) -> list[Row]:
     }
     readings = {"single": 1, "batch": opts.batch_size}
     env = dict(os.environ) | {"SENSOR_MODEL_PATH": str(path)}
-    apps = (("service", SERVICE_TARGET), ("bare", BARE_TARGET))
+    apps = ((SERVICE, SERVICE_TARGET, gunicorn), (BARE, BARE_TARGET, gunicorn))
+    if opts.fastapi:
+        apps += ((FASTAPI, FASTAPI_TARGET, uvicorn),)
     runs: dict[str, dict[str, list[WrkResult]]] = {
-        case: {name: [] for name, _ in apps} for case in scripts
+        case: {name: [] for name, _, _ in apps if case in CASES_OF[name]} for case in scripts
     }
+    bodies = {"single": single, "batch": batch}
     with ExitStack() as stack:
-        # Both servers run for the whole section, idle while the other is loaded, so that runs
-        # can alternate between them and a change in background load hits both alike.
+        # Every server runs for the whole section, idle while another is loaded, so that runs
+        # can alternate between them and a change in background load hits all alike.
         servers = {
-            name: stack.enter_context(gunicorn(name, target, env, ctx.workdir))
-            for name, target in apps
+            name: stack.enter_context(serve(name, target, env, ctx.workdir))
+            for name, target, serve in apps
         }
         answer_bytes = {}
         for name, server in servers.items():
             wait_ready(server, single)
-            answer_bytes[name] = check_answers(server, single, batch, opts.batch_size)
+            answer_bytes[name] = check_answers(server, bodies, opts.batch_size, CASES_OF[name])
         if opts.warmup > 0:
             for case, script in scripts.items():
-                for name, server in servers.items():
+                for name in runs[case]:
                     logger.info("http: warming up %s, %s (%g s)", name, case, opts.warmup)
-                    run_wrk(wrk, server.url, script, opts.connections, opts.threads, opts.warmup)
-        for i in range(opts.runs):
-            order = list(servers) if i % 2 == 0 else list(reversed(servers))
-            for case, script in scripts.items():
-                for name in order:
-                    result = run_wrk(
-                        wrk,
-                        servers[name].url,
-                        script,
-                        opts.connections,
-                        opts.threads,
-                        opts.duration,
+                    run_wrk(
+                        wrk, servers[name].url, script, opts.connections, opts.threads, opts.warmup
                     )
+        for i in range(opts.runs):
+            for case, script in scripts.items():
+                order = list(runs[case]) if i % 2 == 0 else list(reversed(runs[case]))
+                for name in order:
+                    server = servers[name]
+                    cpu_before = server.cpu_seconds()
+                    result = run_wrk(
+                        wrk, server.url, script, opts.connections, opts.threads, opts.duration
+                    )
+                    cpu_after = server.cpu_seconds()
+                    if cpu_before is not None and cpu_after is not None:
+                        result = replace(result, server_cpu_s=cpu_after - cpu_before)
                     logger.info(
-                        "http: run %d/%d %s %s: %.0f requests/s, p50 %.2f ms, p99 %.2f ms, %d errors",
+                        "http: run %d/%d %s %s: %.0f requests/s, p50 %.2f ms, p99 %.2f ms, "
+                        "%s us CPU/request, %d errors",
                         i + 1,
                         opts.runs,
                         case,
@@ -427,20 +531,21 @@ def run(ctx: Context) -> list[Row]:
                         result.ok_per_second,
                         result.p50_ms,
                         result.p99_ms,
+                        _format_optional(result.cpu_us_per_request),
                         result.errors,
                     )
                     runs[case][name].append(result)
         for server in servers.values():
             if server.process.poll() is not None:
                 raise BenchError(
-                    f"gunicorn ({server.name}) died during the benchmark:\n{server.log_tail()}"
+                    f"the {server.name} server died during the benchmark:\n{server.log_tail()}"
                 )
 
     ctx.results["http"] = {
         "model": str(path),
         "model_source": ctx.model_source,
         "gunicorn_conf": str(GUNICORN_CONF),
-        "targets": dict(apps),
+        "targets": {name: target for name, target, _ in apps},
         "wrk": {
             "threads": min(opts.threads, opts.connections),
             "connections": opts.connections,
@@ -461,6 +566,7 @@ def run(ctx: Context) -> list[Row]:
                     * readings[case],
                     "median_p50_ms": _median(results, "p50_ms"),
                     "median_p99_ms": _median(results, "p99_ms"),
+                    "median_cpu_us_per_request": _median_optional(results, "cpu_us_per_request"),
                     "errors": sum(r.errors for r in results),
                 }
                 for name, results in by_app.items()
@@ -494,6 +600,17 @@ def _rows(runs: dict[str, dict[str, list[WrkResult]]], batch_size: int, how: str
             target=f"≥ {MIN_SINGLE_RATIO:.2f}x bare Flask",
             check=lambda v, r: r is not None and r >= MIN_SINGLE_RATIO,
         ),
+        table.row(
+            "http.single.cpu_us_per_request",
+            SECTION,
+            "1 reading: server CPU per request (all its processes)",
+            _median_optional(single["service"], "cpu_us_per_request"),
+            "us",
+            "lower",
+            table.microseconds,
+            baseline=_median_optional(single["bare"], "cpu_us_per_request"),
+            baseline_label=bare,
+        ),
         *_latency_rows("single", "1 reading", single),
         _error_row("single", "1 reading", single),
         table.row(
@@ -523,6 +640,46 @@ def _rows(runs: dict[str, dict[str, list[WrkResult]]], batch_size: int, how: str
         *_latency_rows("batch", f"batch of {batch_size}", batch),
         _error_row("batch", f"batch of {batch_size}", batch),
     ]
+    if FASTAPI in single:
+        fastapi_rate = _median(single[FASTAPI], "ok_per_second")
+        rows += [
+            table.row(
+                "http.single.vs_fastapi",
+                SECTION,
+                "1 reading: requests/s, ours vs FastAPI + uvicorn",
+                single_rate,
+                "requests/s",
+                "higher",
+                table.rate,
+                baseline=fastapi_rate,
+                baseline_label="FastAPI",
+                target="> 1.00x FastAPI",
+                check=lambda v, r: r is not None and r > 1.0,
+            ),
+            table.row(
+                "http.single.bare_vs_fastapi",
+                SECTION,
+                "1 reading: requests/s, bare Flask (constant answer) vs FastAPI + uvicorn",
+                _median(single["bare"], "ok_per_second"),
+                "requests/s",
+                "higher",
+                table.rate,
+                baseline=fastapi_rate,
+                baseline_label="FastAPI",
+            ),
+            table.row(
+                "http.single.cpu_vs_fastapi",
+                SECTION,
+                "1 reading: server CPU per request, ours vs FastAPI + uvicorn",
+                _median_optional(single["service"], "cpu_us_per_request"),
+                "us",
+                "lower",
+                table.microseconds,
+                baseline=_median_optional(single[FASTAPI], "cpu_us_per_request"),
+                baseline_label="FastAPI",
+            ),
+            _error_row("single", "1 reading", single, FASTAPI, "FastAPI"),
+        ]
     for name, figure in REFERENCE_SINGLE:
         rows.append(
             table.row(
@@ -573,17 +730,23 @@ def _latency_rows(case: str, label: str, by_app: dict[str, list[WrkResult]]) -> 
     ]
 
 
-def _error_row(case: str, label: str, by_app: dict[str, list[WrkResult]]) -> Row:
+def _error_row(
+    case: str,
+    label: str,
+    by_app: dict[str, list[WrkResult]],
+    other: str = BARE,
+    other_label: str = "bare Flask",
+) -> Row:
     return table.row(
-        f"http.{case}.errors",
+        f"http.{case}.errors" + ("" if other == BARE else f"_vs_{other}"),
         SECTION,
         f"{label}: errors (socket + non-2xx), all runs",
-        sum(r.errors for r in by_app["service"]),
+        sum(r.errors for r in by_app[SERVICE]),
         "",
         "lower",
         table.count,
-        baseline=sum(r.errors for r in by_app["bare"]),
-        baseline_label="bare Flask",
+        baseline=sum(r.errors for r in by_app[other]),
+        baseline_label=other_label,
         with_ratio=False,
         target="0",
         check=lambda v, r: v == 0,

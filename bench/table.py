@@ -108,6 +108,10 @@ def milliseconds(v: float) -> str:
     return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
 
 
+def microseconds(v: float) -> str:
+    return f"{v:,.0f} µs"
+
+
 def rate(v: float) -> str:
     return f"{v:,.0f}/s"
 

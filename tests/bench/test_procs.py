@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -44,3 +48,32 @@ def test_a_child_past_its_time_limit_is_killed() -> None:
     with pytest.raises(BenchError, match=r"did not finish within 0\.5 s"):
         run_measured([sys.executable, "-c", "import time; time.sleep(60)"], timeout=0.5)
     assert time.perf_counter() - started < 20
+
+
+def test_process_tree_cpu_counts_live_descendants() -> None:
+    from bench.http_bench import process_tree_cpu_seconds
+
+    # A child whose child (the grandchild) burns 0.4 s of CPU, says so, and stays alive.
+    burn = (
+        "import sys, time\n"
+        "t = time.process_time()\n"
+        "while time.process_time() - t < 0.4: pass\n"
+        "print('burnt', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    with parent, contextlib.ExitStack() as stack:
+        stack.callback(parent.wait)
+        stack.callback(os.killpg, parent.pid, signal.SIGKILL)
+        assert parent.stdout is not None and parent.stdout.readline() == b"burnt\n"
+        seconds = process_tree_cpu_seconds(parent.pid)
+        assert seconds is not None and seconds >= 0.35
+    assert process_tree_cpu_seconds(parent.pid) is None

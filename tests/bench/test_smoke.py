@@ -29,7 +29,14 @@ HTTP_KEYS = {
     f"http.{case}.{measure}"
     for case in ("single", "batch")
     for measure in ("p50_ms", "p99_ms", "errors", "requests_per_second")
-} | {"http.batch.readings_per_second"}
+} | {
+    "http.batch.readings_per_second",
+    "http.single.cpu_us_per_request",
+    "http.single.vs_fastapi",
+    "http.single.bare_vs_fastapi",
+    "http.single.cpu_vs_fastapi",
+    "http.single.errors_vs_fastapi",
+}
 
 
 def test_every_section_ran_and_printed_one_table(bench_run: BenchRun) -> None:
@@ -100,6 +107,13 @@ def test_http_rows_compare_the_service_with_the_bare_app(bench_run: BenchRun) ->
     assert math.isclose(batch["value"], rows["http.batch.requests_per_second"]["value"] * 100)
     cases = bench_run.document["results"]["http"]["cases"]
     assert all(len(cases[case][app]["runs"]) == 2 for case in cases for app in ("service", "bare"))
+    assert len(cases["single"]["fastapi"]["runs"]) == 2 and "fastapi" not in cases["batch"]
+    assert rows["http.single.errors_vs_fastapi"]["baseline"] == 0
+    versus = rows["http.single.vs_fastapi"]
+    assert versus["passed"] == (versus["ratio"] > 1.0)
+    # Server CPU per request: measured from /proc for every server, a few hundred µs here.
+    for key in ("http.single.cpu_us_per_request", "http.single.cpu_vs_fastapi"):
+        assert 1 < rows[key]["value"] < 100_000 and 1 < rows[key]["baseline"] < 100_000
     assert any(row["key"].startswith("reference.") for row in bench_run.document["rows"])
 
 
