@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,26 @@ def test_service_never_imports_training() -> None:
         "assert not leaked, leaked\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
+def test_a_stop_signal_ends_a_worker_that_has_not_installed_its_handlers(
+    signum: int, tmp_path: Path
+) -> None:
+    # A forked worker starts with the arbiter's handlers, which only queue the signal for a loop
+    # that never runs in the worker; post_fork must put the default action back.
+    code = (
+        "import os, runpy, signal, sys\n"
+        "queued = []\n"
+        f"signal.signal({int(signum)}, lambda *args: queued.append(args))  # the arbiter's kind\n"
+        "config = runpy.run_path('gunicorn.conf.py')\n"
+        "config['post_fork'](None, None)\n"
+        f"os.kill(os.getpid(), {int(signum)})\n"
+        "sys.exit(f'still running; the signal was queued: {queued}')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == -signum, done.stderr.decode()[-2000:]
