@@ -101,6 +101,8 @@ def test_http_rows_compare_the_service_with_the_bare_app(bench_run: BenchRun) ->
     single = rows["http.single.requests_per_second"]
     assert single["value"] > 0 and single["baseline"] > 0
     assert single["passed"] == (single["ratio"] >= 0.85)
+    cpu = rows["http.single.cpu_us_per_request"]
+    assert cpu["passed"] == (cpu["ratio"] <= 1 / 0.85)
     assert rows["http.single.errors"]["value"] == 0
     assert rows["http.batch.errors"]["value"] == 0
     batch = rows["http.batch.readings_per_second"]
