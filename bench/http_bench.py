@@ -329,14 +329,15 @@ def uvicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Itera
         ) from None
     port = free_port()
     workers = ServerSettings().workers or available_cpus()
-    # One BLAS thread per worker, as gunicorn.conf.py gives the service.
+    # One BLAS thread per worker, as gunicorn.conf.py gives the service. uvicorn's access log
+    # stays on (its default), as the service's does: both write a line per request to stdout.
     env = env | {
         name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     }
     command = [
         sys.executable, "-m", "uvicorn", target,
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "warning",
+        "--log-level", "info",
     ]  # fmt: skip
     with _serve(name, target, command, port, env, workdir) as server:
         yield server
