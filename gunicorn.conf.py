@@ -34,10 +34,11 @@ _server = ServerSettings()
 
 bind = [_server.bind]
 workers = _server.workers or available_cpus()
-# Chosen by benchmark (README, "Performance"): the model answers in microseconds, so a worker is
-# CPU-bound and needs no threads, but must never block on a slow client. gevent gives each
-# connection a greenlet (keep-alive, slow clients cost a greenlet, not a worker) at the lowest
-# per-request cost of gunicorn's workers.
+# The model answers in microseconds, so a worker is CPU-bound and needs no threads, but must never
+# block on a slow client. gevent gives each connection a greenlet (keep-alive, slow clients cost a
+# greenlet, not a worker). gevent_pywsgi costs about 40 µs less CPU per request (README,
+# "Benchmarks") but parses HTTP itself: malformed requests would get its bare 400s instead of
+# gunicorn's limits and the service's JSON error envelope.
 worker_class = "gevent"
 worker_connections = _server.worker_connections
 keepalive = _server.keepalive
