@@ -35,8 +35,8 @@ GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
 SERVICE_TARGET = "service.wsgi:app"
 BARE_TARGET = "bench.bare_app:create_app()"
 FASTAPI_TARGET = "bench.fastapi_app:app"
-# What this section serves (name, what, label), and which cases each answers: the FastAPI
-# comparison is issue 4's single-reading alternative, so it answers single readings only.
+# The servers this section loads, and the cases each answers: the FastAPI comparison is issue 4's
+# single-reading alternative, so it answers single readings only.
 SERVICE, BARE, FASTAPI = "service", "bare", "fastapi"
 CASES_OF = {SERVICE: ("single", "batch"), BARE: ("single", "batch"), FASTAPI: ("single",)}
 READY_TIMEOUT = 90.0
@@ -332,7 +332,7 @@ def uvicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Itera
     # One BLAS thread per worker, as gunicorn.conf.py gives the service. uvicorn's access log
     # stays on (its default), as the service's does: both write a line per request to stdout.
     env = env | {
-        name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        variable: "1" for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     }
     command = [
         sys.executable, "-m", "uvicorn", target,
