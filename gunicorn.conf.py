@@ -90,3 +90,18 @@ def post_fork(server, worker):
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(signum, signal.SIG_DFL)
+
+
+def post_request(worker, req, environ, resp):
+    """After each response (already sent), let every other connection with a request waiting go first.
+
+    A gevent greenlet only gives way when it would block. On a keep-alive connection whose client
+    sends its next request at once, the read finds it there, so under load one connection could be
+    served again and again while a worker's others waited: p99 latency was 240-420 ms with p50
+    0.4 ms (wrk, 16 connections, 2 workers). Waiting for the loop to go idle (all ready I/O served)
+    brought p99 to about 6 ms for about 10 % fewer requests per second at full load.
+    """
+    if type(worker).__module__ == "gunicorn.workers.ggevent":
+        import gevent
+
+        gevent.idle()

@@ -223,9 +223,52 @@ def test_a_stop_signal_ends_a_worker_that_has_not_installed_its_handlers(
         f"os.kill(os.getpid(), {int(signum)})\n"
         "sys.exit(f'still running; the signal was queued: {queued}')\n"
     )
+    done = run_with_config(code, tmp_path)
+    assert done.returncode == -signum, done.stderr.decode()[-2000:]
+
+
+def run_with_config(code: str, metrics_dir: Path) -> subprocess.CompletedProcess[bytes]:
+    """Run ``code`` in a fresh interpreter at the repository root (where gunicorn.conf.py is)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
-    done = subprocess.run(
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, timeout=60
     )
-    assert done.returncode == -signum, done.stderr.decode()[-2000:]
+
+
+def test_after_a_response_a_gevent_worker_serves_the_waiting_connections_first(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "from gevent import monkey\n"
+        "monkey.patch_all()\n"
+        "import gevent, runpy, socket\n"
+        "from gunicorn.workers.ggevent import GeventWorker\n"
+        "config = runpy.run_path('gunicorn.conf.py')\n"
+        "served = []\n"
+        "server_side, client_side = socket.socketpair()\n"
+        "def other_connection():\n"
+        "    server_side.recv(100)\n"
+        "    served.append('the other connection')\n"
+        "gevent.spawn(other_connection)\n"
+        "gevent.sleep(0.05)  # it now waits for its socket\n"
+        "client_side.sendall(b'POST /classify HTTP/1.1')  # its request arrives\n"
+        "config['post_request'](GeventWorker.__new__(GeventWorker), None, {}, None)\n"
+        "served.append('this connection again')\n"
+        "print(served)\n"
+    )
+    done = run_with_config(code, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "['the other connection', 'this connection again']"
+
+
+def test_other_workers_do_not_touch_gevent_after_a_response(tmp_path: Path) -> None:
+    code = (
+        "import runpy, sys\n"
+        "from gunicorn.workers.gthread import ThreadWorker\n"
+        "config = runpy.run_path('gunicorn.conf.py')\n"
+        "config['post_request'](ThreadWorker.__new__(ThreadWorker), None, {}, None)\n"
+        "assert 'gevent' not in sys.modules, 'gevent imported by a thread worker'\n"
+    )
+    done = run_with_config(code, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
