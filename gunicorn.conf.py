@@ -98,8 +98,10 @@ def post_request(worker, req, environ, resp):
     A gevent greenlet only gives way when it would block. On a keep-alive connection whose client
     sends its next request at once, the read finds it there, so under load one connection could be
     served again and again while a worker's others waited: p99 latency was 240-420 ms with p50
-    0.4 ms (wrk, 16 connections, 2 workers). Waiting for the loop to go idle (all ready I/O served)
-    brought p99 to about 6 ms for about 10 % fewer requests per second at full load.
+    0.4 ms (wrk, 16 connections, 2 workers), and over 1 s for batches of 100. Waiting until the
+    loop has served all ready I/O brings p99 to 5-9 ms, for 8-10 % fewer requests per second at
+    full load. gevent.sleep(0) is cheaper but does not poll I/O, so a waiting connection may not
+    get its turn.
     """
     if type(worker).__module__ == "gunicorn.workers.ggevent":
         import gevent
