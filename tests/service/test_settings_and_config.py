@@ -227,16 +227,26 @@ def test_a_stop_signal_ends_a_worker_that_has_not_installed_its_handlers(
     assert done.returncode == -signum, done.stderr.decode()[-2000:]
 
 
-def run_with_config(code: str, metrics_dir: Path) -> subprocess.CompletedProcess[bytes]:
-    """Run ``code`` in a fresh interpreter at the repository root (where gunicorn.conf.py is)."""
+def run_with_config(
+    code: str, metrics_dir: Path, **settings: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``code`` in a fresh interpreter at the repository root (where gunicorn.conf.py is),
+    with only the given ``SENSOR_*`` settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env |= {f"SENSOR_{name.upper()}": value for name, value in settings.items()}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, timeout=60
     )
 
 
-def test_after_a_response_a_gevent_worker_serves_the_waiting_connections_first(
+def test_fair_scheduling_is_off_by_default(monkeypatch) -> None:
+    # gunicorn's own post_request hook (which does nothing) applies.
+    assert "post_request" not in load_config({}, monkeypatch)
+    assert "post_request" not in load_config({"SENSOR_FAIR_SCHEDULING": "false"}, monkeypatch)
+
+
+def test_with_fair_scheduling_a_gevent_worker_serves_the_waiting_connections_first(
     tmp_path: Path,
 ) -> None:
     code = (
@@ -257,12 +267,12 @@ def test_after_a_response_a_gevent_worker_serves_the_waiting_connections_first(
         "served.append('this connection again')\n"
         "print(served)\n"
     )
-    done = run_with_config(code, tmp_path)
+    done = run_with_config(code, tmp_path, fair_scheduling="true")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().strip() == "['the other connection', 'this connection again']"
 
 
-def test_other_workers_do_not_touch_gevent_after_a_response(tmp_path: Path) -> None:
+def test_with_fair_scheduling_other_workers_do_not_touch_gevent(tmp_path: Path) -> None:
     code = (
         "import runpy, sys\n"
         "from gunicorn.workers.gthread import ThreadWorker\n"
@@ -270,5 +280,5 @@ def test_other_workers_do_not_touch_gevent_after_a_response(tmp_path: Path) -> N
         "config['post_request'](ThreadWorker.__new__(ThreadWorker), None, {}, None)\n"
         "assert 'gevent' not in sys.modules, 'gevent imported by a thread worker'\n"
     )
-    done = run_with_config(code, tmp_path)
+    done = run_with_config(code, tmp_path, fair_scheduling="true")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
