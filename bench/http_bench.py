@@ -270,7 +270,6 @@ def process_tree_cpu_seconds(pid: int) -> float | None:
 
     Read from /proc (Linux); None when ``pid`` is not there.
     """
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     total = 0
     pending = [pid]
     seen = set()
@@ -291,7 +290,7 @@ def process_tree_cpu_seconds(pid: int) -> float | None:
         # utime, stime, and cutime, cstime: workers that ended and were reaped still count.
         total += sum(int(value) for value in fields[11:15])
         pending.extend(int(child) for child in children)
-    return total / ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -471,7 +470,7 @@ def _format_optional(value: float | None) -> str:
 
 
 def run(ctx: Context) -> list[Row]:
-    """Warm up, then alternate the two apps run by run, per case; medians over the runs."""
+    """Warm up, then alternate the servers run by run, per case; medians over the runs."""
     import model
 
     opts = ctx.options
