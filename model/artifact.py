@@ -23,7 +23,7 @@ from model.calibration import softmax
 from model.network import MLP
 from model.normalization import Standardizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Readings are pushed through the network in chunks so that a batch of millions needs only
 # a few MB of intermediate activations.
 _CHUNK_ROWS = 32_768
@@ -31,7 +31,7 @@ _STANDARD_CLIP = 1e6
 # Far above any sensible model of this kind; refuses zip bombs before decompressing them.
 _MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
 _STRING_KEYS = ("features", "units", "classes")
-_FLOAT_KEYS = ("mean", "scale", "feature_min", "feature_max")
+_FLOAT_KEYS = ("mean", "scale", "feature_min", "feature_max", "lower_limits", "upper_limits")
 
 
 class ArtifactError(Exception):
@@ -45,6 +45,9 @@ class Classifier:
     feature_min, feature_max : ndarray of shape (n_features,), the range seen in training
     temperature : calibration temperature; probabilities are ``softmax(logits / temperature)``
     metadata : JSON-serializable training facts (configuration, data, metrics, creation time)
+    lower_limits, upper_limits : ndarray of shape (n_features,), the values each feature can
+        physically take (a reading outside them is an error, not an extrapolation); -inf and
+        +inf leave a side open. Default: open on both sides.
     """
 
     network: MLP
@@ -56,6 +59,8 @@ class Classifier:
     feature_max: NDArray[np.float64]
     temperature: float = 1.0
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    lower_limits: NDArray[np.float64] | None = None
+    upper_limits: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -63,6 +68,10 @@ class Classifier:
         object.__setattr__(self, "units", tuple(str(u) for u in self.units))
         for name in ("feature_min", "feature_max"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        for name, open_side in (("lower_limits", -np.inf), ("upper_limits", np.inf)):
+            value = getattr(self, name)
+            value = np.full(len(self.features), open_side) if value is None else value
+            object.__setattr__(self, name, np.asarray(value, dtype=np.float64))
         object.__setattr__(self, "temperature", float(self.temperature))
         _check(self)
 
@@ -236,6 +245,8 @@ def _arrays(clf: Classifier, with_metadata: bool) -> dict[str, NDArray[Any]]:
         "feature_min": clf.feature_min,
         "feature_max": clf.feature_max,
         "temperature": np.array(clf.temperature, dtype=np.float64),
+        "lower_limits": clf.lower_limits,
+        "upper_limits": clf.upper_limits,
     }
     for i, (W, b) in enumerate(zip(clf.network.coefs, clf.network.intercepts, strict=True)):
         arrays[f"coef_{i}"] = W
@@ -289,6 +300,18 @@ def _check(clf: Classifier) -> None:
         raise ValueError("normalization scale must be positive")
     if np.any(clf.feature_min > clf.feature_max):
         raise ValueError("feature_min exceeds feature_max")
+    lower, upper = clf.lower_limits, clf.upper_limits
+    for name, value in (("lower_limits", lower), ("upper_limits", upper)):
+        if np.shape(value) != (n_features,):
+            raise ValueError(f"{name} has shape {np.shape(value)}, expected ({n_features},)")
+        if np.isnan(value).any():
+            raise ValueError(f"{name} holds NaN (use -inf or inf for an open side)")
+    if np.any(lower == np.inf) or np.any(upper == -np.inf) or np.any(lower > upper):
+        raise ValueError(f"limits {lower.tolist()} to {upper.tolist()} admit no reading")
+    outside = (clf.feature_min < lower) | (clf.feature_max > upper)
+    if outside.any():
+        name = clf.features[int(np.flatnonzero(outside)[0])]
+        raise ValueError(f"training readings of {name!r} lie outside its physical limits")
     if not (np.isfinite(clf.temperature) and clf.temperature > 0):
         raise ValueError(
             f"calibration temperature must be positive and finite, got {clf.temperature}"
@@ -378,7 +401,10 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
 
     version = scalar("format_version", "iu")
     if version != FORMAT_VERSION:
-        raise fail(f"format version {version} is not supported (this build reads {FORMAT_VERSION})")
+        raise fail(
+            f"format version {version} is not supported (this build reads {FORMAT_VERSION});"
+            " retrain it with `python -m training`"
+        )
     n_layers = scalar("n_layers", "iu")
     if not 1 <= n_layers <= 64:
         raise fail(f"n_layers must be between 1 and 64, got {n_layers}")
@@ -434,6 +460,8 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
             feature_max=floats["feature_max"],
             temperature=temperature,
             metadata=metadata,
+            lower_limits=floats["lower_limits"],
+            upper_limits=floats["upper_limits"],
         )
     except ValueError as exc:
         raise fail(f"shape mismatch or invalid value: {exc}") from None

@@ -6,6 +6,7 @@ from flask import Flask
 
 from service import metrics as request_metrics
 from service.api import create_api
+from service.dataplane import DataPlane
 from service.errors import register_error_handlers
 from service.kserve import create_v2
 from service.metrics import Metrics
@@ -22,18 +23,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     settings = settings or Settings()
     metrics = Metrics()
-    runtime = ModelRuntime(
-        settings, Observers(classified=metrics.classified, reloaded=metrics.reloaded)
-    )
+    observers = Observers(classified=metrics.classified, reloaded=metrics.reloaded)
+    runtime = ModelRuntime(settings, observers)
     runtime.start()
+    dataplane = DataPlane(runtime, settings, observers)
 
     app = Flask(__name__)
-    # Flask's own JSON and 413 handling are not used: bodies are read and limited by the API.
-    app.config.update(MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
-    app.extensions["sensor"] = {"settings": settings, "runtime": runtime, "metrics": metrics}
+    # Flask's own 413 handling is not used: bodies are read and limited by `service.body`.
+    app.config.update(MAX_CONTENT_LENGTH=None)
+    app.extensions["sensor"] = {
+        "settings": settings,
+        "runtime": runtime,
+        "dataplane": dataplane,
+        "metrics": metrics,
+    }
     register_error_handlers(app)
-    app.register_blueprint(create_api(runtime, settings, metrics))
-    app.register_blueprint(create_v2(runtime, settings))
+    app.register_blueprint(create_api(dataplane, settings, metrics))
+    app.register_blueprint(create_v2(dataplane, settings))
     app.register_blueprint(create_docs(runtime, settings))
     request_metrics.init_app(app, metrics)
     return app

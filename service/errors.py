@@ -75,12 +75,6 @@ class ValidationFailed(ServiceError):
     status = 422
 
 
-class ModelUnavailable(ServiceError):
-    """No model can answer (only before the first successful load)."""
-
-    status = 503
-
-
 def json_response(
     payload: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:

@@ -1,249 +1,113 @@
-"""Open Inference Protocol (KServe V2) REST endpoints beside `/classify`, on the same runtime."""
+"""Open Inference Protocol (KServe V2) REST endpoints: they translate HTTP to the data plane and back."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Annotated, Any, Literal
+from flask import Blueprint, Response, request
 
-import numpy as np
-from flask import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-
-from service.api import body_deadline, read_json_body
-from service.errors import MalformedRequest, NotFound, json_response
-from service.runtime import LoadedModel, ModelRuntime
-from service.schemas import nesting_exceeds
+from service.body import body_deadline, parse_json, read_body
+from service.dataplane import DataPlane
+from service.errors import json_response
+from service.inference_protocol import (
+    InferenceResponse,
+    Live,
+    ModelMetadata,
+    ModelReady,
+    Ready,
+    inference_request_model,
+)
+from service.openapi import documented
 from service.settings import Settings
 
-PLATFORM = "numpy-mlp"
-INPUT_NAME = "readings"
-# The protocol names its element types; these are the ones a reading can arrive as.
-INPUT_DATATYPES = ("FP32", "FP64")
-
-_Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-_Parameters = dict[str, Any]
+TAGS = ("Open Inference Protocol (KServe V2)",)
 
 
-OUTPUT_NAMES = ("probabilities", "label")
-
-
-class RequestOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: Literal["probabilities", "label"]
-    parameters: _Parameters | None = None
-
-
-@lru_cache(maxsize=8)
-def inference_request_model(n_features: int, max_batch: int) -> type[BaseModel]:
-    """The inference request for a model with ``n_features`` inputs, as tight as JSON Schema allows.
-
-    One input, FP32 (or FP64), shape [N, n_features] with 1 <= N <= ``max_batch``; ``data`` flat in
-    row-major order or nested as rows. Only "data holds N rows" is left to the handler: JSON
-    Schema cannot tie an array's length to another field.
-    """
-    row = Annotated[list[_Number], Field(min_length=n_features, max_length=n_features)]
-    request_input = create_model(
-        "RequestInput",
-        __config__=ConfigDict(extra="forbid", title="RequestInput"),
-        __doc__=f"One input tensor of shape [N, {n_features}]: data flat (row-major) or as rows.",
-        name=(str, ...),
-        shape=(tuple[Annotated[int, Field(ge=1, le=max_batch)], Literal[n_features]], ...),
-        datatype=(Literal[INPUT_DATATYPES], ...),  # type: ignore[valid-type]
-        parameters=(_Parameters | None, None),
-        data=(
-            Annotated[list[_Number], Field(min_length=1, max_length=max_batch * n_features)]
-            | Annotated[list[row], Field(min_length=1, max_length=max_batch)],  # type: ignore[valid-type]
-            ...,
-        ),
-    )
-    return create_model(
-        "InferenceRequest",
-        __config__=ConfigDict(extra="forbid", title="InferenceRequest"),
-        __doc__="`POST /v2/models/{name}/infer`: one FP32 input of shape [N, n_features].",
-        id=(str | None, None),
-        parameters=(_Parameters | None, None),
-        inputs=(Annotated[list[request_input], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
-        outputs=(list[RequestOutput] | None, None),
+def _infer_description(loaded, settings: Settings) -> str:  # type: ignore[no-untyped-def]
+    features, classes = loaded.requests.features, loaded.classes
+    return (
+        f"One FP32 input of shape [N, {len(features)}] (columns {', '.join(features)}),"
+        f" 1 <= N <= {settings.max_batch}; outputs `probabilities` (FP32 [N, {len(classes)}],"
+        f" columns {', '.join(classes)}) and `label` (BYTES [N]). `data` must hold exactly N rows"
+        " (or N x n_features values, flat), which JSON Schema cannot express: a mismatch is a 400."
     )
 
 
-class ResponseOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: Literal["probabilities", "label"]
-    shape: list[int]
-    datatype: Literal["FP32", "BYTES"]
-    data: list[float] | list[str]
+def _model_name(loaded, settings: Settings) -> str:  # type: ignore[no-untyped-def]
+    return f"The served model's name: `{settings.model_name}`."
 
 
-class InferenceResponse(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    model_name: str
-    model_version: str
-    id: str | None = None
-    outputs: list[ResponseOutput]
-
-
-class TensorMetadata(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ModelMetadata(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
-class Live(BaseModel):
-    live: bool
-
-
-class Ready(BaseModel):
-    ready: bool
-
-
-class ModelReady(BaseModel):
-    name: str
-    ready: bool
-
-
-class V2Error(BaseModel):
-    """The protocol's error body."""
-
-    error: str
-
-
-def _model_metadata(name: str, loaded: LoadedModel) -> dict[str, Any]:
-    n_features, n_classes = len(loaded.requests.features), len(loaded.classes)
-    return {
-        "name": name,
-        "versions": [loaded.version],
-        "platform": PLATFORM,
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, n_features]}],
-        "outputs": [
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, n_classes]},
-            {"name": "label", "datatype": "BYTES", "shape": [-1]},
-        ],
-    }
-
-
-def _readings(request: Any, n_features: int) -> np.ndarray[Any, Any]:
-    """The (validated) input tensor as float64 readings (N, n_features); 400 if data and N disagree."""
-    tensor = request.inputs[0]
-    n = tensor.shape[0]
-    data = tensor.data
-    if isinstance(data[0], list):
-        if len(data) != n:
-            raise MalformedRequest(
-                f"input {tensor.name!r}: {len(data)} rows for shape [{n}, {n_features}]"
-            )
-        return np.array(data, dtype=np.float64)
-    if len(data) != n * n_features:
-        raise MalformedRequest(
-            f"input {tensor.name!r}: {len(data)} values for shape [{n}, {n_features}]"
-            f" ({n * n_features} expected)"
-        )
-    return np.array(data, dtype=np.float64).reshape(n, n_features)
-
-
-def create_v2(runtime: ModelRuntime, settings: Settings) -> Blueprint:
+def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
     """The protocol's health, metadata and inference endpoints for the one served model."""
     v2 = Blueprint("v2", __name__, url_prefix="/v2")
     deadline = body_deadline()
-    name = settings.model_name
+    name_parameter = {"model_name": _model_name}
 
-    def served(model_name: str) -> LoadedModel:
-        if model_name != name:
-            raise NotFound(f"unknown model {model_name!r}; this server serves {name!r}")
-        return runtime.current()
-
-    def ready_or_503() -> tuple[bool, str]:
-        if runtime.loaded is not None:
-            runtime.current()
-        return runtime.self_test()
+    def readiness(ready: dict[str, object]) -> Response:
+        state = dataplane.ready()
+        if state.ready:
+            return json_response(ready)
+        return json_response({"error": f"not ready: {state.detail}"}, 503)
 
     @v2.get("/health/live")
-    def live() -> Response:
+    @documented(
+        summary="Open Inference Protocol: server live",
+        responses={200: (Live, "The server is live.")},
+        tags=TAGS,
+    )
+    def v2_live() -> Response:
         return json_response({"live": True})
 
     @v2.get("/health/ready")
-    def ready() -> Response:
-        ok, detail = ready_or_503()
-        if ok:
-            return json_response({"ready": True})
-        return json_response({"error": f"not ready: {detail}"}, 503)
+    @documented(
+        summary="Open Inference Protocol: server ready",
+        responses={200: (Ready, "The model is ready.")},
+        errors={503: "Not ready."},
+        tags=TAGS,
+    )
+    def v2_ready() -> Response:
+        return readiness({"ready": True})
 
     @v2.get("/models/<model_name>")
-    def metadata(model_name: str) -> Response:
-        return json_response(_model_metadata(name, served(model_name)))
+    @documented(
+        summary="Open Inference Protocol: model metadata",
+        responses={200: (ModelMetadata, "Inputs and outputs of the model.")},
+        errors={404: "No model of that name."},
+        parameters=name_parameter,
+        tags=TAGS,
+    )
+    def v2_model_metadata(model_name: str) -> Response:
+        return json_response(dataplane.model_metadata(model_name))
 
     @v2.get("/models/<model_name>/ready")
-    def model_ready(model_name: str) -> Response:
-        served(model_name)
-        ok, detail = ready_or_503()
-        if ok:
-            return json_response({"name": name, "ready": True})
-        return json_response({"error": f"not ready: {detail}"}, 503)
+    @documented(
+        summary="Open Inference Protocol: model ready",
+        responses={200: (ModelReady, "The model is ready.")},
+        errors={404: "No model of that name.", 503: "Not ready."},
+        parameters=name_parameter,
+        tags=TAGS,
+    )
+    def v2_model_ready(model_name: str) -> Response:
+        dataplane.served(model_name)
+        return readiness({"name": settings.model_name, "ready": True})
 
     @v2.post("/models/<model_name>/infer")
-    def infer(model_name: str) -> Response:
-        loaded = served(model_name)
-        body = read_json_body(settings, deadline)
-        if nesting_exceeds(body, settings.max_json_depth):
-            raise MalformedRequest(
-                f"JSON nesting is deeper than the limit of {settings.max_json_depth} levels"
-                " (SENSOR_MAX_JSON_DEPTH)"
-            )
-        n_features = len(loaded.requests.features)
-        try:
-            request: Any = inference_request_model(
-                n_features, settings.max_batch
-            ).model_validate_json(body)
-        except ValidationError as exc:
-            raise MalformedRequest(_v2_message(exc)) from None
-        wanted = list(OUTPUT_NAMES)
-        if request.outputs is not None:
-            wanted = [output.name for output in request.outputs]
-        X = _readings(request, n_features)
-        P = runtime.probabilities(loaded, X)
-        n = X.shape[0]
-        outputs = []
-        for output in wanted:
-            if output == "probabilities":
-                outputs.append(
-                    {
-                        "name": "probabilities",
-                        "shape": [n, len(loaded.classes)],
-                        "datatype": "FP32",
-                        # orjson writes float32 arrays with float32's shortest repr.
-                        "data": P.astype(np.float32).ravel(),
-                    }
-                )
-            else:
-                labels = np.asarray(loaded.classes)[P.argmax(axis=1)].tolist()
-                outputs.append({"name": "label", "shape": [n], "datatype": "BYTES", "data": labels})
-        answer: dict[str, Any] = {
-            "model_name": name,
-            "model_version": loaded.version,
-            "outputs": outputs,
-        }
-        if request.id is not None:
-            answer["id"] = request.id
-        return json_response(answer)
+    @documented(
+        summary="Open Inference Protocol: inference",
+        description=_infer_description,
+        request=lambda m: inference_request_model(len(m.requests.features), settings.max_batch),
+        responses={200: (InferenceResponse, "The output tensors.")},
+        errors={
+            400: "Malformed JSON or an invalid inference request.",
+            404: "No model of that name.",
+            500: "A fault of the service (never caused by the request).",
+        },
+        parameters=name_parameter,
+        tags=TAGS,
+    )
+    def v2_infer(model_name: str) -> Response:
+        dataplane.served(model_name)
+        document = parse_json(
+            read_body(request.environ, settings, deadline), settings.max_json_depth
+        )
+        return json_response(dataplane.infer(model_name, document))
 
     return v2
-
-
-def _v2_message(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return f"malformed JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"invalid inference request at {where}: {first['msg']}{more}"

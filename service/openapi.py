@@ -1,18 +1,32 @@
-"""The OpenAPI 3.1 document, generated from the pydantic models of the loaded model, and its /docs page."""
+"""The OpenAPI 3.1 document, built from what each view declares, and its /docs page.
+
+A view states its summary, request and responses where it is defined:
+
+    @api.post("/classify")
+    @documented(summary="...", request=lambda m: [m.requests.reading, m.requests.batch], ...)
+    def classify(): ...
+
+and `openapi_document` walks the app's URL map, so a route cannot be served undocumented. Schemas
+come from pydantic, many of them from the loaded model (its features and classes).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
-from flask import Blueprint, Response, abort, send_from_directory
+from flask import Blueprint, Flask, Response, abort, current_app, send_from_directory
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 
-from service import kserve
+from service.errors import V2_PREFIX
+from service.inference_protocol import V2Error
 from service.runtime import LoadedModel, ModelRuntime
-from service.schemas import ErrorResponse, Health, ModelInfo
+from service.schemas import ErrorResponse
 from service.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
@@ -59,210 +73,140 @@ _DOCS_INIT_JS = """window.onload = function () {
 """
 
 
+Models = Sequence[type[BaseModel]]
+# A schema is a model (or several, one of which applies) or what to derive from the loaded model.
+Schema = type[BaseModel] | Models | Callable[[LoadedModel], type[BaseModel] | Models]
+Text = str | Callable[[LoadedModel, Settings], str]
+View = TypeVar("View", bound=Callable[..., Any])
+
+# What every body-reading operation can answer, whichever API it belongs to.
+BODY_ERRORS = {
+    400: "Malformed JSON, or nested too deeply.",
+    408: "The body did not arrive in time.",
+    413: "The body is too large.",
+    415: "The body is not JSON (Content-Type must be application/json).",
+    422: "Valid JSON that does not fit the schema (a duplicate key included).",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one view declares about itself for the OpenAPI document."""
+
+    summary: str
+    description: Text = ""
+    request: Schema | None = None
+    # status -> (schema, description); the error statuses take the API's error envelope.
+    responses: Mapping[int, tuple[Schema | str, str]] = field(default_factory=dict)
+    errors: Mapping[int, str] = field(default_factory=dict)
+    parameters: Mapping[str, Text] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+def documented(**declaration: Any) -> Callable[[View], View]:
+    """Attach an `Operation` to a view; the document is built from these."""
+    operation = Operation(**declaration)
+
+    def attach(view: View) -> View:
+        view.__openapi__ = operation  # type: ignore[attr-defined]
+        return view
+
+    return attach
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _models(schema: Schema, loaded: LoadedModel) -> list[type[BaseModel]]:
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return [schema]
+    if callable(schema):
+        return _models(schema(loaded), loaded)  # type: ignore[arg-type]
+    return list(schema)
 
 
-def _errors(statuses: dict[int, str], schema: str = "ErrorResponse") -> dict[str, Any]:
-    return {str(status): _json(_ref(schema), text) for status, text in statuses.items()}
+def _schema(models: list[type[BaseModel]]) -> dict[str, Any]:
+    refs = [_ref(model.model_config.get("title") or model.__name__) for model in models]
+    return refs[0] if len(refs) == 1 else {"oneOf": refs}
 
 
-def openapi_document(loaded: LoadedModel, settings: Settings) -> dict[str, Any]:
-    """The whole document for the model being served; schemas come from pydantic."""
-    req, resp = loaded.requests, loaded.responses
-    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (req.reading, "validation"),
-        (req.batch, "validation"),
-        (resp.answer, "serialization"),
-        (resp.batch_answer, "serialization"),
-        (ErrorResponse, "serialization"),
-        (Health, "serialization"),
-        (ModelInfo, "serialization"),
-        (kserve.inference_request_model(len(req.features), req.max_batch), "validation"),
-        (kserve.InferenceResponse, "serialization"),
-        (kserve.ModelMetadata, "serialization"),
-        (kserve.Live, "serialization"),
-        (kserve.Ready, "serialization"),
-        (kserve.ModelReady, "serialization"),
-        (kserve.V2Error, "serialization"),
-    ]
-    _, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
-    name = settings.model_name
-    limits = (
-        f"at most {settings.max_body_bytes} bytes (SENSOR_MAX_BODY_BYTES), nested at most"
-        f" {settings.max_json_depth} levels (SENSOR_MAX_JSON_DEPTH), delivered within"
-        f" {settings.request_timeout:g} s (SENSOR_REQUEST_TIMEOUT)"
+def _text(text: Text, loaded: LoadedModel, settings: Settings) -> str:
+    return text(loaded, settings) if callable(text) else text
+
+
+def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dict[str, Any]:
+    """The whole document for the model being served, from the views' declarations."""
+    paths: dict[str, dict[str, Any]] = {}
+    wanted: dict[type[BaseModel], JsonSchemaMode] = {}
+
+    def use(schema: Schema, mode: JsonSchemaMode) -> dict[str, Any]:
+        models = _models(schema, loaded)
+        for model in models:
+            wanted.setdefault(model, mode)
+        return _schema(models)
+
+    def content(
+        schema: dict[str, Any], description: str, media: str = "application/json"
+    ) -> dict[str, Any]:
+        return {"description": description, "content": {media: {"schema": schema}}}
+
+    for rule in app.url_map.iter_rules():
+        operation: Operation | None = getattr(
+            app.view_functions[rule.endpoint], "__openapi__", None
+        )
+        if operation is None:
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        error_schema = V2Error if rule.rule.startswith(V2_PREFIX) else ErrorResponse
+        responses: dict[str, Any] = {}
+        for status, (schema, text) in operation.responses.items():
+            if schema == "text":
+                responses[str(status)] = content({"type": "string"}, text, "text/plain")
+            elif schema == "object":
+                responses[str(status)] = content({"type": "object"}, text)
+            else:
+                responses[str(status)] = content(use(schema, "serialization"), text)  # type: ignore[arg-type]
+        errors = {**(BODY_ERRORS if operation.request else {}), **operation.errors}
+        for status, text in sorted(errors.items()):
+            responses.setdefault(str(status), content(use(error_schema, "serialization"), text))
+        item: dict[str, Any] = {
+            "summary": operation.summary,
+            "operationId": rule.endpoint.rpartition(".")[2],
+            "responses": responses,
+        }
+        description = _text(operation.description, loaded, settings)
+        if operation.request is not None:
+            limits = (
+                f"at most {settings.max_body_bytes} bytes (SENSOR_MAX_BODY_BYTES), nested at most"
+                f" {settings.max_json_depth} levels (SENSOR_MAX_JSON_DEPTH), delivered within"
+                f" {settings.request_timeout:g} s (SENSOR_REQUEST_TIMEOUT)"
+            )
+            description = f"{description} The body is {limits}.".strip()
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": use(operation.request, "validation")}},
+            }
+        if description:
+            item["description"] = description
+        if rule.arguments:
+            item["parameters"] = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": _text(operation.parameters.get(name, ""), loaded, settings),
+                }
+                for name in sorted(rule.arguments)
+            ]
+        if operation.tags:
+            item["tags"] = list(operation.tags)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = item
+    _, definitions = models_json_schema(
+        list(wanted.items()), ref_template="#/components/schemas/{model}"
     )
-    body_errors = {
-        400: "Malformed JSON, or nested too deeply.",
-        408: "The body did not arrive in time.",
-        413: "The body is too large.",
-        415: "The body is not JSON (Content-Type must be application/json).",
-    }
-    model_name_parameter = {
-        "name": "model_name",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": f"The served model's name: `{name}`.",
-    }
-    paths: dict[str, Any] = {
-        "/classify": {
-            "post": {
-                "summary": "Classify one reading or a batch of readings",
-                "description": (
-                    f"Features: {', '.join(req.features)}. Classes: {', '.join(loaded.classes)}."
-                    f" A batch holds 1 to {req.max_batch} readings (SENSOR_MAX_BATCH). The body"
-                    f" is {limits}."
-                ),
-                "operationId": "classify",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {"oneOf": [_ref("Reading"), _ref("ReadingBatch")]}
-                        }
-                    },
-                },
-                "responses": {
-                    "200": _json(
-                        {"oneOf": [_ref("ClassificationAnswer"), _ref("BatchAnswer")]},
-                        "The answer to a reading (ClassificationAnswer) or a batch (BatchAnswer).",
-                    ),
-                    **_errors(
-                        {
-                            **body_errors,
-                            422: "Valid JSON that does not fit the schema; `details` say where.",
-                            500: "A fault of the service (never caused by the request).",
-                            503: "No model can answer.",
-                        }
-                    ),
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness: 200 while the process is up",
-                "operationId": "healthz",
-                "responses": {"200": _json(_ref("Health"), "The process is up.")},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: a model is loaded and a self-test prediction succeeds",
-                "operationId": "readyz",
-                "responses": {
-                    "200": _json(_ref("Health"), "Ready to classify."),
-                    "503": _json(_ref("Health"), "Not ready; `detail` says why."),
-                },
-            }
-        },
-        "/model": {
-            "get": {
-                "summary": "The model being served: version, features, classes, training",
-                "operationId": "model",
-                "responses": {"200": _json(_ref("ModelInfo"), "The loaded model.")},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics, summed over all workers",
-                "operationId": "metrics",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text exposition format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "operationId": "openapi",
-                "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
-            }
-        },
-        "/v2/health/live": {
-            "get": {
-                "summary": "Open Inference Protocol: server live",
-                "operationId": "v2_live",
-                "tags": ["Open Inference Protocol (KServe V2)"],
-                "responses": {"200": _json(_ref("Live"), "The server is live.")},
-            }
-        },
-        "/v2/health/ready": {
-            "get": {
-                "summary": "Open Inference Protocol: server ready",
-                "operationId": "v2_ready",
-                "tags": ["Open Inference Protocol (KServe V2)"],
-                "responses": {
-                    "200": _json(_ref("Ready"), "The model is ready."),
-                    **_errors({503: "Not ready."}, "V2Error"),
-                },
-            }
-        },
-        "/v2/models/{model_name}": {
-            "get": {
-                "summary": "Open Inference Protocol: model metadata",
-                "operationId": "v2_model_metadata",
-                "tags": ["Open Inference Protocol (KServe V2)"],
-                "parameters": [model_name_parameter],
-                "responses": {
-                    "200": _json(_ref("ModelMetadata"), "Inputs and outputs of the model."),
-                    **_errors({404: "No model of that name."}, "V2Error"),
-                },
-            }
-        },
-        "/v2/models/{model_name}/ready": {
-            "get": {
-                "summary": "Open Inference Protocol: model ready",
-                "operationId": "v2_model_ready",
-                "tags": ["Open Inference Protocol (KServe V2)"],
-                "parameters": [model_name_parameter],
-                "responses": {
-                    "200": _json(_ref("ModelReady"), "The model is ready."),
-                    **_errors({404: "No model of that name.", 503: "Not ready."}, "V2Error"),
-                },
-            }
-        },
-        "/v2/models/{model_name}/infer": {
-            "post": {
-                "summary": "Open Inference Protocol: inference",
-                "description": (
-                    f"One FP32 input of shape [N, {len(req.features)}] (columns"
-                    f" {', '.join(req.features)}), 1 <= N <= {req.max_batch}; outputs"
-                    f" `probabilities` (FP32 [N, {len(loaded.classes)}], columns"
-                    f" {', '.join(loaded.classes)}) and `label` (BYTES [N]). `data` must hold"
-                    " exactly N rows (or N x n_features values, flat), which JSON Schema cannot"
-                    f" express: a mismatch is a 400. The body is {limits}."
-                ),
-                "operationId": "v2_infer",
-                "tags": ["Open Inference Protocol (KServe V2)"],
-                "parameters": [model_name_parameter],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("InferenceRequest")}},
-                },
-                "responses": {
-                    "200": _json(_ref("InferenceResponse"), "The output tensors."),
-                    **_errors(
-                        {
-                            **body_errors,
-                            400: "Malformed JSON or an invalid inference request.",
-                            404: "No model of that name.",
-                            500: "A fault of the service (never caused by the request).",
-                        },
-                        "V2Error",
-                    ),
-                },
-            }
-        },
-    }
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -271,7 +215,7 @@ def openapi_document(loaded: LoadedModel, settings: Settings) -> dict[str, Any]:
             "description": (
                 "Tells whether a machine's sensor reading is "
                 + ", ".join(loaded.classes)
-                + f". Serving model `{name}` version {loaded.version}."
+                + f". Serving model `{settings.model_name}` version {loaded.version}."
             ),
         },
         "paths": paths,
@@ -285,13 +229,15 @@ def create_docs(runtime: ModelRuntime, settings: Settings) -> Blueprint:
     cache: dict[str, bytes] = {}
 
     @docs.get("/openapi.json")
-    def openapi_json() -> Response:
+    @documented(summary="This document", responses={200: ("object", "The OpenAPI document.")})
+    def openapi() -> Response:
         loaded = runtime.current()
         body = cache.get(loaded.version)
         if body is None:
             # One model at a time, so one cached document at a time.
             cache.clear()
-            body = cache[loaded.version] = orjson.dumps(openapi_document(loaded, settings))
+            document = openapi_document(current_app, loaded, settings)
+            body = cache[loaded.version] = orjson.dumps(document)
         return Response(body, content_type="application/json")
 
     @docs.get("/docs")

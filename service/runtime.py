@@ -1,4 +1,4 @@
-"""The data plane: owns the loaded model, notices a new artifact, and turns readings into answers."""
+"""The model runtime: loads and checks the artifact, and swaps in a new one when the file changes."""
 
 from __future__ import annotations
 
@@ -10,20 +10,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 import model
 from service.encoding import BatchEncoder
-from service.schemas import (
-    BatchRequest,
-    RequestSchemas,
-    ResponseSchemas,
-    SchemaError,
-    SingleRequest,
-    response_schemas,
-)
+from service.schemas import RequestSchemas, ResponseSchemas, SchemaError, response_schemas
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -79,7 +69,13 @@ def load_model(path: Path, settings: Settings) -> LoadedModel:
     try:
         classifier = model.load(path)
         requests = RequestSchemas(
-            classifier.features, classifier.units, settings.max_batch, settings.max_json_depth
+            classifier.features,
+            classifier.units,
+            list(
+                zip(classifier.lower_limits.tolist(), classifier.upper_limits.tolist(), strict=True)
+            ),
+            settings.max_batch,
+            settings.max_json_depth,
         )
     except (model.ArtifactError, SchemaError) as exc:
         raise ModelLoadError(str(exc)) from None
@@ -117,10 +113,13 @@ class ModelRuntime:
 
     Every request asks for ``current()``: at most once per ``reload_interval`` that costs a
     `stat` of the artifact, and when the file changed the new artifact is loaded, checked and
-    swapped in before the request is answered; in a served process, ``watch()`` also checks on a
-    timer so that idle workers switch too. A file that fails to load is logged and skipped
-    (until it changes again) while the previous model keeps answering. Each worker process does
-    this on its own, so there is nothing to coordinate.
+    swapped in before the request is answered. So a worker that answers requests is never more
+    than ``reload_interval`` (plus one load) behind the file, however busy it is: freshness
+    does not wait for a background task to get its turn. In a served process ``watch()`` also
+    checks on a timer, so that an idle worker's readiness, metrics and logs follow the file too.
+    A file that fails to load is logged once and skipped (until it changes again) while the
+    previous model keeps answering. Each worker process does this on its own, so there is
+    nothing to coordinate.
     """
 
     def __init__(
@@ -138,7 +137,8 @@ class ModelRuntime:
         self._next_check = 0.0
         self._refused: FileSignature | None = None
         self._unreadable_logged = False
-        # Only one thread reloads; the others keep answering with the current model meanwhile.
+        # One check at a time; under threads, a request arriving during a reload waits for it
+        # (a load takes milliseconds) rather than answering with the model it replaces.
         self._reload_lock = threading.Lock()
 
     def start(self) -> LoadedModel:
@@ -184,9 +184,7 @@ class ModelRuntime:
 
     def check_for_update(self) -> bool:
         """Load the artifact if the file changed since it was loaded; True if a new one is in."""
-        if not self._reload_lock.acquire(blocking=False):
-            return False
-        try:
+        with self._reload_lock:
             self._next_check = self._clock() + self._interval
             try:
                 signature = FileSignature.of(self.path)
@@ -208,8 +206,6 @@ class ModelRuntime:
             ):
                 return False
             return self._reload(signature)
-        finally:
-            self._reload_lock.release()
 
     def _reload(self, signature: FileSignature) -> bool:
         previous = self._loaded
@@ -236,60 +232,3 @@ class ModelRuntime:
         else:
             logger.info("now serving model %s from %s (was %s)", loaded.version, loaded.path, old)
         self.observers.reloaded("success", old, loaded.version)
-
-    def self_test(self) -> tuple[bool, str]:
-        """Whether the current model answers a reading at the middle of its training range."""
-        loaded = self._loaded
-        if loaded is None:
-            return False, f"no model loaded from {self.path}"
-        try:
-            clf = loaded.classifier
-            middle = ((clf.feature_min + clf.feature_max) / 2.0).tolist()
-            p = loaded.classifier.predict_proba_one(middle)
-            ok = len(p) == len(loaded.classes) and all(0.0 <= v <= 1.0 for v in p)
-            if ok and abs(sum(p) - 1.0) < 1e-6:
-                return True, "ok"
-            return False, f"self-test prediction is not a probability distribution: {p}"
-        except Exception as exc:
-            logger.exception("self-test prediction failed")
-            return False, f"self-test prediction failed: {exc!r}"
-
-    # --- answers -------------------------------------------------------------------------
-
-    def classify_one(self, loaded: LoadedModel, reading: SingleRequest) -> dict[str, Any]:
-        """The answer to one reading: label, confidence, probabilities, range flag, version."""
-        p = loaded.classifier.predict_proba_one(reading.values)
-        best = p.index(max(p))
-        classes = loaded.classes
-        answer = {
-            "label": classes[best],
-            "confidence": p[best],
-            "probabilities": dict(zip(classes, p, strict=True)),
-            "in_training_range": loaded.classifier.in_training_range_one(reading.values),
-            "model_version": loaded.version,
-        }
-        if reading.id is not None:
-            answer["id"] = reading.id
-        self.observers.classified(classes[best], 1)
-        return answer
-
-    def classify_batch(self, loaded: LoadedModel, batch: BatchRequest) -> bytes:
-        """The JSON answer to a batch, in request order, with the version once."""
-        P = loaded.classifier.predict_proba(batch.X)
-        best = P.argmax(axis=1)
-        within = loaded.classifier.in_training_range(batch.X)
-        self._count(loaded.classes, best)
-        return loaded.encoder.encode(P, best, within, batch.ids)
-
-    def probabilities(self, loaded: LoadedModel, X: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Calibrated probabilities (n, n_classes) of readings ``X`` (n, n_features), counted."""
-        P = loaded.classifier.predict_proba(X)
-        self._count(loaded.classes, P.argmax(axis=1))
-        return P
-
-    def _count(self, classes: tuple[str, ...], best: np.ndarray[Any, Any]) -> None:
-        for label, count in zip(
-            classes, np.bincount(best, minlength=len(classes)).tolist(), strict=True
-        ):
-            if count:
-                self.observers.classified(label, count)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from training.data import DEFAULT_FEATURES, DEFAULT_LABEL, DataError
+from training.limits import parse_limit
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,16 @@ def build_train_parser() -> argparse.ArgumentParser:
         help="share of CSV rows (or groups) for the final test (default: %(default)s)",
     )
     _add_column_options(parser, training=True)
+    parser.add_argument_group("physical limits").add_argument(
+        "--limits",
+        type=parse_limit,
+        action="append",
+        default=[],
+        metavar="NAME=LO:HI",
+        help="the values feature NAME can physically take; the service refuses readings outside "
+        "them (repeatable; either side may be empty for open; default: temperature >= absolute "
+        "zero, vibration >= 0, others open)",
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "--out",
@@ -421,6 +432,7 @@ def _run_train(args: argparse.Namespace) -> int:
             config,
             rng,
             seed=args.seed,
+            limits=dict(args.limits),
             on_start=progress.start,
             on_steps=progress.steps,
             on_epoch=progress.epoch,

@@ -20,6 +20,7 @@ import model
 from training.data import DataError, Dataset, synthetic
 from training.evaluate import classification_metrics
 from training.fit import EpochStats, FitConfig, History, fit
+from training.limits import Limits, feature_limits
 from training.split import PART_NAMES, SplitError, grouped_split, stratified_split
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ def train(
     config: FitConfig,
     rng: np.random.Generator,
     seed: int | None = None,
+    limits: dict[str, Limits] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_steps: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -139,9 +141,23 @@ def train(
     The standardizer and the training range come from the training part only; early
     stopping and the calibration temperature see only the validation part; the test part is
     scored exactly once, at the end. ``on_start(total_steps)`` is called before the first step.
+    ``limits`` (feature name -> (low, high)) overrides the known physical limits; raises
+    DataError when a name is no feature or training readings lie outside a feature's limits.
     """
     started = time.perf_counter()
     train_set, validation_set, test_set = parts.train, parts.validation, parts.test
+    try:
+        lower, upper = feature_limits(train_set.features, train_set.units, limits or {})
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    for part in (train_set, validation_set, test_set):
+        outside = (lower > part.X) | (upper < part.X)
+        if outside.any():
+            j = int(np.flatnonzero(outside.any(axis=0))[0])
+            raise DataError(
+                f"{int(outside[:, j].sum())} readings of {train_set.features[j]!r} lie outside its"
+                f" physical limits [{lower[j]:g}, {upper[j]:g}] (set them with --limits)"
+            )
     standardizer = model.Standardizer.fit(train_set.X)
     network = model.MLP.initialize(
         layer_sizes=[train_set.X.shape[1], *config.hidden, len(train_set.classes)],
@@ -177,6 +193,8 @@ def train(
         feature_min=train_set.X.min(axis=0),
         feature_max=train_set.X.max(axis=0),
         temperature=temperature,
+        lower_limits=lower,
+        upper_limits=upper,
     )
     P = uncalibrated.predict_proba(test_set.X)
     P_uncalibrated = uncalibrated.predict_proba(test_set.X, calibrated=False)

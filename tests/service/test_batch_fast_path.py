@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from service.body import parse_json
 from service.schemas import RequestSchemas
 
 SCHEMAS = RequestSchemas(
-    ["temperature", "vibration"], ["°C", "mm/s"], max_batch=20, max_json_depth=32
+    ["temperature", "vibration"],
+    ["°C", "mm/s"],
+    [(-273.15, math.inf), (0.0, 40.0)],
+    max_batch=20,
+    max_json_depth=32,
 )
 
 values = st.one_of(
@@ -54,12 +60,13 @@ documents = st.one_of(
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_bulk_check_accepts_only_what_pydantic_accepts(document: object) -> None:
-    body = json.dumps(document).encode()  # NaN and Infinity become their literals
-    fast = SCHEMAS.parse_plain_batch(body)
+    # Through JSON, as the service sees it: NaN and Infinity become their literals.
+    parsed_document = parse_json(json.dumps(document).encode(), 32)
+    fast = SCHEMAS.bulk_batch(parsed_document)
     if fast is None:
         return
     try:
-        parsed = SCHEMAS.batch.model_validate_json(body)
+        parsed = SCHEMAS.batch.model_validate(parsed_document)
     except ValidationError as exc:  # pragma: no cover - the failure this test exists for
         raise AssertionError(f"bulk check accepted what pydantic refuses: {exc}") from None
     expected = np.array([[r.f0, r.f1] for r in parsed.readings])
@@ -77,7 +84,7 @@ def test_plain_batches_take_the_bulk_path() -> None:
             ]
         }
     ).encode()
-    batch = SCHEMAS.parse_plain_batch(body)
+    batch = SCHEMAS.bulk_batch(parse_json(body, 32))
     assert batch is not None
     np.testing.assert_array_equal(batch.X, [[40.0, 1.5], [-273.15, 0.0]])
     assert batch.ids == ["a", None]
@@ -91,8 +98,10 @@ def test_anything_doubtful_is_left_to_pydantic() -> None:
         {"readings": [{"temperature": 1e308 * 10, "vibration": 1}]},
         {"readings": [{"temperature": 10**400, "vibration": 1}]},
         {"readings": [{"temperature": -274, "vibration": 1}]},
+        {"readings": [{"temperature": 1, "vibration": 40.5}]},
+        {"readings": [{"temperature": 1, "vibration": 1, "id": "\ud800"}]},
         {"readings": [{"temperature": 1, "vibration": 1}] * 21},
         {"readings": []},
         {"readings": [{"temperature": 1, "vibration": 1}], "x": 1},
     ):
-        assert SCHEMAS.parse_plain_batch(json.dumps(document).encode()) is None, document
+        assert SCHEMAS.bulk_batch(parse_json(json.dumps(document).encode(), 32)) is None, document

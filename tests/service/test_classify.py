@@ -110,13 +110,17 @@ def test_batch_answers_in_request_order_and_equal_single_answers(
         assert result["confidence"] == result["probabilities"][result["label"]]
         assert result["in_training_range"] == bool(classifier.in_training_range([rows[i]])[0])
     assert results[7]["id"] == "seventh"
-    # One reading alone and the same reading inside a batch get the same answer.
+    # One reading alone and the same reading inside a batch get the same answer, to float32
+    # precision: BLAS's float32 kernels depend on the number of rows (see tests/model).
     for i in (0, 7, 49):
         single = post(client, readings[i])
         assert single["label"] == results[i]["label"]
         for c in classifier.classes:
             assert math.isclose(
-                single["probabilities"][c], results[i]["probabilities"][c], abs_tol=1e-12
+                single["probabilities"][c],
+                results[i]["probabilities"][c],
+                rel_tol=1e-5,
+                abs_tol=1e-9,
             )
 
 

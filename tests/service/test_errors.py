@@ -188,12 +188,12 @@ def test_unknown_path_is_404_and_wrong_method_405_with_allow(client: FlaskClient
 
 
 def test_unexpected_exception_is_a_bare_500(app: Flask, client: FlaskClient, monkeypatch) -> None:
-    runtime = app.extensions["sensor"]["runtime"]
+    dataplane = app.extensions["sensor"]["dataplane"]
 
     def explode(*args: object) -> None:
         raise RuntimeError("secret internals /etc/passwd")
 
     # Nothing a client sends can cause a 500, so the fault is injected.
-    monkeypatch.setattr(runtime, "classify_one", explode)
+    monkeypatch.setattr(dataplane, "classify", explode)
     error = assert_envelope(client.post("/classify", json=GOOD), 500)
     assert "secret" not in error["message"] and "passwd" not in error["message"]

@@ -7,7 +7,7 @@ import pytest
 from flask.testing import FlaskClient
 
 import model
-from service import kserve
+from service import inference_protocol as kserve
 from service.app import create_app
 from service.settings import Settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,6 @@ import pytest
 import model
 from service.app import create_app
 from service.runtime import ModelLoadError
-from service.schemas import physical_bounds
 from service.settings import Settings
 from tests.support.artifacts import write_artifact
 
@@ -62,10 +62,37 @@ def test_a_model_with_other_features_and_classes_is_served_as_is(tmp_path: Path)
     assert label["enum"] == list(HYDRAULIC["classes"])
 
 
-def test_physical_bounds_only_for_the_known_default_features(tmp_path: Path) -> None:
+def test_the_limits_the_artifact_states_are_enforced_and_nothing_else(tmp_path: Path) -> None:
+    # The artifact says what each feature allows; the service knows no feature names.
     client = client_for(write_artifact(tmp_path / "m.npz", **HYDRAULIC))
-    # Not the known features: no physical bounds are invented.
     assert client.post("/classify", json={"oil_temp": -500.0, "vib_rms": -1.0}).status_code == 200
+    limited = write_artifact(
+        tmp_path / "p.npz",
+        features=("pressure", "speed"),
+        classes=("ok", "bad"),
+        limits=[(0.0, 10.0), (-math.inf, 3000.0)],
+    )
+    client = client_for(limited)
+    for reading, status in (
+        ({"pressure": 0.0, "speed": -1e9}, 200),
+        ({"pressure": 10.0, "speed": 3000.0}, 200),
+        ({"pressure": -1e-9, "speed": 1.0}, 422),
+        ({"pressure": 10.5, "speed": 1.0}, 422),
+        ({"pressure": 1.0, "speed": 3000.5}, 422),
+    ):
+        response = client.post("/classify", json=reading)
+        assert response.status_code == status, (reading, response.get_json())
+        batch = client.post("/classify", json={"readings": [reading, reading]})
+        assert batch.status_code == status, (reading, batch.get_json())
+    info = client.get("/model").get_json()["features"]
+    assert [(f["lower_limit"], f["upper_limit"]) for f in info] == [(0.0, 10.0), (None, 3000.0)]
+    schema = client.get("/openapi.json").get_json()["components"]["schemas"]["Reading"]
+    assert schema["properties"]["pressure"]["minimum"] == 0.0
+    assert schema["properties"]["pressure"]["maximum"] == 10.0
+    assert "minimum" not in schema["properties"]["speed"]
+
+
+def test_the_default_models_limits_are_physical(tmp_path: Path) -> None:
     default = client_for(write_artifact(tmp_path / "d.npz"))
     assert (
         default.post("/classify", json={"temperature": -273.15, "vibration": 0}).status_code == 200
@@ -74,26 +101,6 @@ def test_physical_bounds_only_for_the_known_default_features(tmp_path: Path) -> 
     assert (
         default.post("/classify", json={"temperature": 20, "vibration": -1e-9}).status_code == 422
     )
-
-
-@pytest.mark.parametrize(
-    ("feature", "unit", "bound"),
-    [
-        ("temperature", "°C", -273.15),
-        ("temperature", "", -273.15),
-        ("temperature", "K", 0.0),
-        ("temperature", "°F", -459.67),
-        ("vibration", "mm/s", 0.0),
-        ("vibration", "g", 0.0),
-    ],
-)
-def test_bounds_follow_the_unit(feature: str, unit: str, bound: float) -> None:
-    assert physical_bounds(feature, unit) == {"ge": bound}
-
-
-def test_no_bound_for_a_temperature_in_an_unknown_unit() -> None:
-    assert physical_bounds("temperature", "furlongs") == {}
-    assert physical_bounds("oil_temp", "°C") == {}
 
 
 def test_feature_names_need_not_be_python_identifiers(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 import model
+from training.limits import known_limits
 
 DEFAULT_FEATURES = ("temperature", "vibration")
 DEFAULT_UNITS = ("°C", "mm/s")
@@ -30,12 +31,14 @@ def build_classifier(
     seed: int = 0,
     dtype: Any = np.float32,
     metadata: Mapping[str, Any] | None = None,
+    limits: Sequence[tuple[float, float]] | None = None,
 ) -> model.Classifier:
     """A classifier over ``features`` and ``classes`` with weights drawn from ``seed``.
 
     Different seeds give different weights, hence different `version`s. Biases are random too,
     so the classes are not all equally likely. The standardizer maps the training range to
-    roughly [-1.7, 1.7], as data uniform over that range would.
+    roughly [-1.7, 1.7], as data uniform over that range would. ``limits`` (low, high) per
+    feature default to what training writes for the feature names.
     """
     rng = np.random.default_rng(seed)
     n = len(features)
@@ -47,6 +50,8 @@ def build_classifier(
         feature_max = DEFAULT_MAX if tuple(features) == DEFAULT_FEATURES else (1.0,) * n
     lo = np.asarray(feature_min, dtype=np.float64)
     hi = np.asarray(feature_max, dtype=np.float64)
+    if limits is None:
+        limits = [known_limits(f, u) for f, u in zip(features, units, strict=True)]
     network = model.MLP.initialize([n, *hidden, len(classes)], rng=rng, dtype=dtype)
     for b in network.intercepts:
         b[:] = rng.normal(0.0, 0.5, size=b.shape)
@@ -59,6 +64,8 @@ def build_classifier(
         feature_min=lo,
         feature_max=hi,
         temperature=temperature,
+        lower_limits=np.array([low for low, _ in limits]),
+        upper_limits=np.array([high for _, high in limits]),
         metadata=dict(
             metadata
             if metadata is not None

@@ -1,0 +1,187 @@
+"""The data plane: every operation the service offers, whichever API asks (as MLServer's DataPlane).
+
+`/classify`, `/model`, the health endpoints and the Open Inference Protocol routes only
+translate HTTP to these calls and their results back; no route computes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service import inference_protocol as v2
+from service.errors import NotFound
+from service.runtime import LoadedModel, ModelRuntime, Observers
+from service.schemas import SingleRequest
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a model is loaded and answers a self-test reading, and if not, why."""
+
+    ready: bool
+    model_version: str | None
+    detail: str
+
+
+class DataPlane:
+    """Classify, infer, readiness and description, on the model the runtime serves now."""
+
+    def __init__(self, runtime: ModelRuntime, settings: Settings, observers: Observers) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.observers = observers
+
+    # --- classification (`POST /classify`) --------------------------------------------------
+
+    def classify(self, document: Any) -> bytes:
+        """The JSON answer to a parsed `/classify` body: one reading or a batch.
+
+        Raises ValidationFailed (422) or MalformedRequest (400) for a body that does not fit.
+        """
+        loaded = self.runtime.current()
+        request = loaded.requests.validate(document)
+        if isinstance(request, SingleRequest):
+            return orjson.dumps(self._classify_one(loaded, request))
+        P = loaded.classifier.predict_proba(request.X)
+        best = P.argmax(axis=1)
+        within = loaded.classifier.in_training_range(request.X)
+        self._count(loaded, best)
+        return loaded.encoder.encode(P, best, within, request.ids)
+
+    def _classify_one(self, loaded: LoadedModel, reading: SingleRequest) -> dict[str, Any]:
+        p = loaded.classifier.predict_proba_one(reading.values)
+        best = p.index(max(p))
+        classes = loaded.classes
+        answer = {
+            "label": classes[best],
+            "confidence": p[best],
+            "probabilities": dict(zip(classes, p, strict=True)),
+            "in_training_range": loaded.classifier.in_training_range_one(reading.values),
+            "model_version": loaded.version,
+        }
+        if reading.id is not None:
+            answer["id"] = reading.id
+        self.observers.classified(classes[best], 1)
+        return answer
+
+    def _count(self, loaded: LoadedModel, best: np.ndarray[Any, Any]) -> None:
+        counts = np.bincount(best, minlength=len(loaded.classes)).tolist()
+        for label, count in zip(loaded.classes, counts, strict=True):
+            if count:
+                self.observers.classified(label, count)
+
+    # --- the Open Inference Protocol ---------------------------------------------------------
+
+    def served(self, model_name: str, version: str | None = None) -> LoadedModel:
+        """The model answering requests for ``model_name`` (and ``version``); else 404."""
+        name = self.settings.model_name
+        if model_name != name:
+            raise NotFound(f"unknown model {model_name!r}; this server serves {name!r}")
+        loaded = self.runtime.current()
+        if version is not None and version != loaded.version:
+            raise NotFound(
+                f"model {name!r} has no version {version!r}; it serves version {loaded.version!r}"
+            )
+        return loaded
+
+    def model_metadata(self, model_name: str, version: str | None = None) -> dict[str, Any]:
+        """`GET /v2/models/{name}`: the model's tensors."""
+        loaded = self.served(model_name, version)
+        return v2.model_metadata(
+            self.settings.model_name,
+            loaded.version,
+            len(loaded.requests.features),
+            len(loaded.classes),
+        )
+
+    def infer(self, model_name: str, document: Any, version: str | None = None) -> dict[str, Any]:
+        """`POST /v2/models/{name}/infer` on a parsed body: the inference response."""
+        loaded = self.served(model_name, version)
+        request, X = v2.parse_inference_request(
+            document, len(loaded.requests.features), self.settings.max_batch
+        )
+        P = loaded.classifier.predict_proba(X)
+        best = P.argmax(axis=1)
+        self._count(loaded, best)
+        wanted = list(v2.OUTPUT_NAMES)
+        if request.outputs is not None:
+            wanted = [output.name for output in request.outputs]
+        labels = np.asarray(loaded.classes)[best].tolist()
+        answer: dict[str, Any] = {
+            "model_name": self.settings.model_name,
+            "model_version": loaded.version,
+            "outputs": v2.outputs(wanted, P, labels),
+        }
+        if request.id is not None:
+            answer["id"] = request.id
+        return answer
+
+    # --- health and description --------------------------------------------------------------
+
+    def ready(self) -> Readiness:
+        """Ready means a model is loaded and answers a reading at the middle of its range."""
+        loaded = self.runtime.current() if self.runtime.loaded is not None else None
+        if loaded is None:
+            return Readiness(False, None, f"no model loaded from {self.runtime.path}")
+        try:
+            clf = loaded.classifier
+            p = clf.predict_proba_one(((clf.feature_min + clf.feature_max) / 2.0).tolist())
+            distribution = len(p) == len(loaded.classes) and all(0.0 <= v <= 1.0 for v in p)
+            if distribution and abs(sum(p) - 1.0) < 1e-6:
+                return Readiness(True, loaded.version, "ok")
+            detail = f"self-test prediction is not a probability distribution: {p}"
+        except Exception as exc:
+            logger.exception("self-test prediction failed")
+            detail = f"self-test prediction failed: {exc!r}"
+        return Readiness(False, loaded.version, detail)
+
+    def describe(self) -> dict[str, Any]:
+        """What `GET /model` answers (see `schemas.ModelInfo`)."""
+        loaded = self.runtime.current()
+        clf = loaded.classifier
+        metadata = dict(clf.metadata)
+        trained_at = metadata.pop("created_at", None)
+        metrics = metadata.pop("metrics", {})
+        features = [
+            {
+                "name": name,
+                "unit": unit or None,
+                "mean": mean,
+                "std": std,
+                "min": lo,
+                "max": hi,
+                "lower_limit": low if np.isfinite(low) else None,
+                "upper_limit": high if np.isfinite(high) else None,
+            }
+            for name, unit, mean, std, lo, hi, low, high in zip(
+                clf.features,
+                clf.units,
+                clf.standardizer.mean.tolist(),
+                clf.standardizer.scale.tolist(),
+                clf.feature_min.tolist(),
+                clf.feature_max.tolist(),
+                clf.lower_limits.tolist(),
+                clf.upper_limits.tolist(),
+                strict=True,
+            )
+        ]
+        return {
+            "model_name": self.settings.model_name,
+            "model_version": loaded.version,
+            "artifact": str(loaded.path),
+            "loaded_at": loaded.loaded_at.isoformat(timespec="seconds"),
+            "features": features,
+            "classes": list(clf.classes),
+            "calibration_temperature": clf.temperature,
+            "trained_at": trained_at if isinstance(trained_at, str) else None,
+            "metrics": metrics if isinstance(metrics, dict) else {"value": metrics},
+            "training": metadata,
+        }
