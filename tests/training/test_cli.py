@@ -212,6 +212,9 @@ def _known_classifier(path: Path) -> None:
         feature_min=np.array([-5.0]),
         feature_max=np.array([5.0]),
         temperature=2.0,
+        novelty_model=model.ClassMahalanobis(
+            means=np.zeros((2, 1)), whiteners=np.ones((2, 1, 1)), threshold=5.0
+        ),
     ).save(path)
 
 
