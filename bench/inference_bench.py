@@ -25,6 +25,8 @@ SKLEARN_FIT_SAMPLES = 5_000
 SKLEARN_FIT_ITER = 20
 # Repeats of the single-reading timing; each repeat runs as many calls as fill ~0.2 s.
 SINGLE_REPEATS = 7
+# Issue 15: novelty scoring of a large batch may cost at most this many times predict_proba.
+NOVELTY_MAX_RATIO = 1.5
 
 
 def per_call_seconds(call: Callable[[], Any], repeats: int) -> list[float]:
@@ -87,6 +89,24 @@ def run(ctx: Context) -> list[Row]:
     if not np.allclose(P.sum(axis=1), 1.0):
         raise ValueError("predict_proba rows do not sum to 1")
 
+    # Novelty beside predict_proba in this process, alternating, with one BLAS thread so that
+    # neither borrows cores the other did not have.
+    from threadpoolctl import threadpool_limits
+
+    logger.info("inference: novelty beside predict_proba on %d readings", opts.inference_rows)
+    novelty_many: list[float] = []
+    proba_many_1t: list[float] = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(opts.repeats):
+            proba_many_1t += once_seconds(lambda: classifier.predict_proba(X_many), 1)
+            novelty_many += once_seconds(lambda: classifier.novelty(X_many), 1)
+    novelty_one = per_call_seconds(
+        lambda: classifier.novelty_one(X_one[0].tolist()), SINGLE_REPEATS
+    )
+    proba_one = per_call_seconds(
+        lambda: classifier.predict_proba_one(X_one[0].tolist()), SINGLE_REPEATS
+    )
+
     ctx.results["inference"] = {
         "model": str(path),
         "model_source": ctx.model_source,
@@ -104,6 +124,15 @@ def run(ctx: Context) -> list[Row]:
             "one_reading_seconds": sk_one,
             "many_readings_seconds": sk_many,
             "includes": "network, softmax (input already standardized)",
+        },
+        "novelty": {
+            "method": classifier.novelty_model.method,
+            "many_readings_seconds": novelty_many,
+            "predict_proba_many_readings_seconds": proba_many_1t,
+            "blas_threads": 1,
+            "one_reading_seconds": novelty_one,
+            "predict_proba_one_reading_seconds": proba_one,
+            "includes": "standardization, distance to every class (novelty_one: one reading)",
         },
     }
     shape = "x".join(str(h) for h in hidden)
@@ -143,5 +172,29 @@ def run(ctx: Context) -> list[Row]:
             table.rate,
             baseline=opts.inference_rows / statistics.median(sk_many),
             baseline_label=baseline,
+        ),
+        table.row(
+            "inference.novelty_many_readings_seconds",
+            SECTION,
+            f"novelty, {opts.inference_rows:,} readings, 1 BLAS thread (median of {opts.repeats})",
+            statistics.median(novelty_many),
+            "s",
+            "lower",
+            table.seconds,
+            baseline=statistics.median(proba_many_1t),
+            baseline_label="predict_proba, 1 BLAS thread",
+            target=f"ratio <= {NOVELTY_MAX_RATIO}",
+            check=lambda _, ratio: ratio is not None and ratio <= NOVELTY_MAX_RATIO,
+        ),
+        table.row(
+            "inference.novelty_one_reading_seconds",
+            SECTION,
+            f"novelty_one, 1 reading (median of {SINGLE_REPEATS})",
+            statistics.median(novelty_one),
+            "s",
+            "lower",
+            table.seconds,
+            baseline=statistics.median(proba_one),
+            baseline_label="predict_proba_one",
         ),
     ]

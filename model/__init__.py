@@ -11,6 +11,7 @@ from model.calibration import (
 )
 from model.network import MLP
 from model.normalization import Standardizer
+from model.novelty import ClassMahalanobis
 from model.optimizers import SGD, Adam
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "SGD",
     "Adam",
     "ArtifactError",
+    "ClassMahalanobis",
     "Classifier",
     "Standardizer",
     "expected_calibration_error",

@@ -22,6 +22,8 @@ from numpy.typing import ArrayLike, NDArray
 from model.calibration import softmax
 from model.network import MLP
 from model.normalization import Standardizer
+from model.novelty import ARRAY_KEYS as _NOVELTY_KEYS
+from model.novelty import ClassMahalanobis
 
 FORMAT_VERSION = 2
 # Readings are pushed through the network in chunks so that a batch of millions needs only
@@ -32,6 +34,7 @@ _STANDARD_CLIP = 1e6
 _MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
 _STRING_KEYS = ("features", "units", "classes")
 _FLOAT_KEYS = ("mean", "scale", "feature_min", "feature_max", "lower_limits", "upper_limits")
+_RETRAIN = "retrain with `python -m training` to write a current artifact"
 
 
 class ArtifactError(Exception):
@@ -48,6 +51,7 @@ class Classifier:
     lower_limits, upper_limits : ndarray of shape (n_features,), the values each feature can
         physically take (a reading outside them is an error, not an extrapolation); -inf and
         +inf leave a side open. Default: open on both sides.
+    novelty_model : how far from every class a standardized reading lies (keyword-only)
     """
 
     network: MLP
@@ -61,6 +65,7 @@ class Classifier:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     lower_limits: NDArray[np.float64] | None = None
     upper_limits: NDArray[np.float64] | None = None
+    novelty_model: ClassMahalanobis = field(kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -92,16 +97,19 @@ class Classifier:
             digest.update(np.ascontiguousarray(value).tobytes())
         return digest.hexdigest()[:16]
 
-    def _raw_logits(self, X: NDArray[np.float64]) -> NDArray[np.floating]:
-        # Standardize in float64 (raw readings can be large with a small spread), then run
-        # the network in its own dtype. The live weights are read on every call, so a
-        # Classifier wrapping a network that is still being trained follows its updates.
+    def _standardized(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        # Standardize in float64 (raw readings can be large with a small spread).
         Xs = self.standardizer.transform(X)
         # Any finite reading, however absurd, must give finite probabilities: a million
         # standard deviations is far past where the answer means anything (such readings are
-        # flagged by in_training_range) and still far from overflowing float32.
+        # flagged by in_training_range and novelty) and still far from overflowing float32.
         np.clip(Xs, -_STANDARD_CLIP, _STANDARD_CLIP, out=Xs)
-        H = Xs.astype(self.network.dtype, copy=False)
+        return Xs
+
+    def _raw_logits(self, X: NDArray[np.float64]) -> NDArray[np.floating]:
+        # Run the network in its own dtype. The live weights are read on every call, so a
+        # Classifier wrapping a network that is still being trained follows its updates.
+        H = self._standardized(X).astype(self.network.dtype, copy=False)
         coefs, intercepts = self.network.coefs, self.network.intercepts
         last = len(coefs) - 1
         for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
@@ -121,10 +129,15 @@ class Classifier:
         return X
 
     def _chunked(
-        self, X: ArrayLike, per_chunk: Callable[[NDArray[np.float64]], NDArray[np.floating]]
+        self,
+        X: ArrayLike,
+        per_chunk: Callable[[NDArray[np.float64]], NDArray[np.floating]],
+        per_reading: tuple[int, ...] | None = None,
     ) -> NDArray[np.float64]:
+        # per_reading: the shape of one reading's answer, (n_classes,) unless given.
         X = self._as_readings(X)
-        out = np.empty((X.shape[0], self.n_classes), dtype=np.float64)
+        tail = (self.n_classes,) if per_reading is None else per_reading
+        out = np.empty((X.shape[0], *tail), dtype=np.float64)
         for start in range(0, X.shape[0], _CHUNK_ROWS):
             stop = start + _CHUNK_ROWS
             out[start:stop] = per_chunk(X[start:stop])
@@ -165,6 +178,28 @@ class Classifier:
         )
         return within
 
+    def novelty(self, X: ArrayLike) -> NDArray[np.float64]:
+        """How unusual each raw reading of ``X`` (n_samples, n_features) is -> (n_samples,) float64.
+
+        At least 0, finite for every finite reading, and above 1 exactly for the readings the
+        model calls novel: those farther from every class seen in training than the threshold
+        chosen on held-out readings (``novelty_model``) allows.
+        """
+        return self._chunked(
+            X, lambda chunk: self.novelty_model.score(self._standardized(chunk)), per_reading=()
+        )
+
+    def novelty_one(self, reading: Sequence[float]) -> float:
+        """``novelty`` of one raw reading (n_features,), without per-call array overhead."""
+        return self.novelty_model.score_one(self._standardized_one(reading))
+
+    def _standardized_one(self, reading: Sequence[float]) -> list[float]:
+        mean, scale, _, _ = self._reading_bounds
+        return [
+            min(max((v - m) / s, -_STANDARD_CLIP), _STANDARD_CLIP)
+            for v, m, s in zip(reading, mean, scale, strict=True)
+        ]
+
     @cached_property
     def _reading_bounds(self) -> tuple[list[float], list[float], list[float], list[float]]:
         return (
@@ -181,11 +216,7 @@ class Classifier:
         overhead (a web request classifying one reading would pay several times the network's
         own cost for it): standardization and softmax in plain Python, the layers in numpy.
         """
-        mean, scale, _, _ = self._reading_bounds
-        xs = [
-            min(max((v - m) / s, -_STANDARD_CLIP), _STANDARD_CLIP)
-            for v, m, s in zip(reading, mean, scale, strict=True)
-        ]
+        xs = self._standardized_one(reading)
         coefs, intercepts = self.network.coefs, self.network.intercepts
         H = np.array(xs, dtype=self.network.dtype)
         for W, b in zip(coefs[:-1], intercepts[:-1], strict=False):
@@ -251,6 +282,7 @@ def _arrays(clf: Classifier, with_metadata: bool) -> dict[str, NDArray[Any]]:
     for i, (W, b) in enumerate(zip(clf.network.coefs, clf.network.intercepts, strict=True)):
         arrays[f"coef_{i}"] = W
         arrays[f"intercept_{i}"] = b
+    arrays.update(clf.novelty_model.to_arrays())
     if with_metadata:
         arrays["metadata"] = np.array(
             json.dumps(dict(clf.metadata), allow_nan=False, sort_keys=True)
@@ -315,6 +347,12 @@ def _check(clf: Classifier) -> None:
     if not (np.isfinite(clf.temperature) and clf.temperature > 0):
         raise ValueError(
             f"calibration temperature must be positive and finite, got {clf.temperature}"
+        )
+    novelty_shape = (clf.novelty_model.n_classes, clf.novelty_model.n_features)
+    if novelty_shape != (n_classes, n_features):
+        raise ValueError(
+            f"the novelty model covers {novelty_shape[0]} classes and {novelty_shape[1]} "
+            f"features, the model has {n_classes} and {n_features}"
         )
 
 
@@ -402,15 +440,18 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
     version = scalar("format_version", "iu")
     if version != FORMAT_VERSION:
         raise fail(
-            f"format version {version} is not supported (this build reads {FORMAT_VERSION});"
-            " retrain it with `python -m training`"
+            f"format version {version} is not supported (this build reads {FORMAT_VERSION}); "
+            f"{_RETRAIN}"
         )
+    if "novelty_method" not in arrays:
+        raise fail(f"has no novelty model (written before novelty detection); {_RETRAIN}")
     n_layers = scalar("n_layers", "iu")
     if not 1 <= n_layers <= 64:
         raise fail(f"n_layers must be between 1 and 64, got {n_layers}")
     expected = {
         "format_version", "n_layers", "metadata", "temperature", *_STRING_KEYS, *_FLOAT_KEYS,
         *(f"coef_{i}" for i in range(n_layers)), *(f"intercept_{i}" for i in range(n_layers)),
+        *_NOVELTY_KEYS,
     }  # fmt: skip
     for key in sorted(expected):
         get(key)
@@ -449,6 +490,10 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
     if not isinstance(metadata, dict):
         raise fail("metadata must be a JSON object")
     try:
+        novelty_model = ClassMahalanobis.from_arrays(arrays)
+    except ValueError as exc:
+        raise fail(f"invalid novelty model: {exc}") from None
+    try:
         network = MLP(coefs, intercepts)
         return Classifier(
             network=network,
@@ -462,6 +507,7 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
             metadata=metadata,
             lower_limits=floats["lower_limits"],
             upper_limits=floats["upper_limits"],
+            novelty_model=novelty_model,
         )
     except ValueError as exc:
         raise fail(f"shape mismatch or invalid value: {exc}") from None

@@ -21,6 +21,7 @@ import numpy as np
 
 from training.data import DEFAULT_FEATURES, DEFAULT_LABEL, DataError
 from training.limits import parse_limit
+from training.pipeline import DEFAULT_NOVELTY_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,20 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 up to (not including) 1, got {text!r}"
+        ) from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 up to (not including) 1, got {text!r}"
+        )
     return value
 
 
@@ -241,6 +256,15 @@ def build_train_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="stop after N epochs without a better validation loss (default: 5)",
+    )
+    novelty = parser.add_argument_group("novelty")
+    novelty.add_argument(
+        "--novelty-rate",
+        type=_rate,
+        default=DEFAULT_NOVELTY_RATE,
+        metavar="R",
+        help="target false-alarm rate: the novelty threshold lets at most this share of "
+        "validation readings be flagged novel (default: %(default)s)",
     )
     _common_options(parser)
     return parser
@@ -436,6 +460,7 @@ def _run_train(args: argparse.Namespace) -> int:
             on_start=progress.start,
             on_steps=progress.steps,
             on_epoch=progress.epoch,
+            novelty_rate=args.novelty_rate,
         )
     finally:
         progress.close()
@@ -509,7 +534,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(format_metrics(metrics, title=f"{args.model} on {args.data}"))
         print(
             f"  model_version {metrics['model_version']}; "
-            f"{metrics['in_training_range']:.1%} of readings inside the training range"
+            f"{metrics['in_training_range']:.1%} of readings inside the training range, "
+            f"{metrics['novel']:.2%} flagged novel"
         )
     return EXIT_OK
 

@@ -95,6 +95,13 @@ def format_metrics(metrics: dict[str, Any], title: str = "test metrics") -> str:
     else:
         lines.append(f"  log-loss   {metrics['log_loss']:.4f}")
         lines.append(f"  ECE        {metrics['ece']:.4f}  ({metrics['ece_bins']} equal-width bins)")
+    if "novelty" in metrics:
+        novelty = metrics["novelty"]
+        lines.append(
+            f"  novel      {novelty['false_alarm_rate']:.2%} of test readings flagged "
+            f"(target {novelty['target_false_alarm_rate']:.2%}, validation "
+            f"{novelty['validation_false_alarm_rate']:.2%}; {novelty['method']})"
+        )
     labels = metrics["labels"]
     width = max(8, *(len(name) for name in labels))
     lines.append("")

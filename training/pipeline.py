@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 # than this many readings.
 SYNTHETIC_HOLDOUT_FRACTION = 0.1
 SYNTHETIC_MIN_HOLDOUT = 300
+# Share of held-out readings from the training distribution that may be flagged novel.
+DEFAULT_NOVELTY_RATE = 0.005
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,15 @@ def train(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_steps: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    novelty_rate: float = DEFAULT_NOVELTY_RATE,
 ) -> TrainingResult:
     """Train, calibrate and evaluate a classifier on ``parts``.
 
-    The standardizer and the training range come from the training part only; early
-    stopping and the calibration temperature see only the validation part; the test part is
-    scored exactly once, at the end. ``on_start(total_steps)`` is called before the first step.
+    The standardizer, the training range and the novelty model come from the training part
+    only; early stopping, the calibration temperature and the novelty threshold (at most
+    ``novelty_rate`` of validation readings novel) see only the validation part; the test
+    part is scored exactly once, at the end. ``on_start(total_steps)`` is called before the
+    first step.
     ``limits`` (feature name -> (low, high)) overrides the known physical limits; raises
     DataError when a name is no feature or training readings lie outside a feature's limits.
     """
@@ -183,6 +188,9 @@ def train(
         )
         validation_logits = network.logits(Xs_validation).astype(np.float64)
     temperature = model.fit_temperature(validation_logits, validation_set.y)
+    novelty_model = model.ClassMahalanobis.fit(
+        standardizer.transform(train_set.X), train_set.y, len(train_set.classes)
+    ).with_threshold(standardizer.transform(validation_set.X), novelty_rate)
 
     uncalibrated = model.Classifier(
         network=network,
@@ -195,6 +203,7 @@ def train(
         temperature=temperature,
         lower_limits=lower,
         upper_limits=upper,
+        novelty_model=novelty_model,
     )
     P = uncalibrated.predict_proba(test_set.X)
     P_uncalibrated = uncalibrated.predict_proba(test_set.X, calibrated=False)
@@ -203,6 +212,13 @@ def train(
     metrics["validation"] = {
         "log_loss": model.log_loss(validation_P, validation_set.y),
         "accuracy": float(np.mean(validation_P.argmax(axis=1) == validation_set.y)),
+    }
+    metrics["novelty"] = {
+        "method": novelty_model.method,
+        "threshold": novelty_model.threshold,
+        "target_false_alarm_rate": novelty_rate,
+        "validation_false_alarm_rate": novel_share(uncalibrated, validation_set.X),
+        "false_alarm_rate": novel_share(uncalibrated, test_set.X),
     }
     metadata = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -244,6 +260,11 @@ def train(
     )
 
 
+def novel_share(classifier: model.Classifier, X: np.ndarray) -> float:
+    """Share of raw readings ``X`` (n_samples, n_features) that ``classifier`` flags as novel."""
+    return float(np.mean(classifier.novelty(X) > 1.0))
+
+
 def evaluate_classifier(classifier: model.Classifier, data: Dataset) -> dict[str, Any]:
     """Metrics of an existing classifier on labelled ``data`` (classes in the model's order)."""
     P = classifier.predict_proba(data.X)
@@ -251,4 +272,5 @@ def evaluate_classifier(classifier: model.Classifier, data: Dataset) -> dict[str
     metrics = classification_metrics(P, data.y, classifier.classes, P_uncalibrated)
     metrics["model_version"] = classifier.version
     metrics["in_training_range"] = float(np.mean(classifier.in_training_range(data.X)))
+    metrics["novel"] = novel_share(classifier, data.X)
     return metrics

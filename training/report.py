@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 # the regions stay visible underneath.
 _MAX_SCATTER = 4000
 _GRID = 400
+_NOVEL_GREY = (0.62, 0.62, 0.62)
 _CLASS_COLORS = ("#2a9d8f", "#e9c46a", "#e76f51", "#264653", "#8ab17d", "#f4a261", "#6d597a")
 
 
@@ -176,11 +177,14 @@ def plot_decision_regions(
 ) -> None:
     """For two-feature models: predicted class over the plane (paler = less sure) with test readings.
 
+    Where readings would be flagged novel the plane is shaded grey, edged by the novelty
+    threshold's contour.
     X : ndarray of shape (n_samples, 2), y : (n_samples,) true classes of the readings drawn.
     """
     plt = _pyplot()
     from matplotlib.colors import to_rgb
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     colors = np.array([to_rgb(c) for c in _colors(classifier.n_classes)])
     low, high = X.min(axis=0), X.max(axis=0)
@@ -193,7 +197,10 @@ def plot_decision_regions(
     # Blend the winning class's colour with white: full colour where the model is sure.
     strength = (confidence - 1 / classifier.n_classes) / (1 - 1 / classifier.n_classes)
     rgb = 1 - (0.15 + 0.7 * strength[:, None]) * (1 - colors[winner])
+    novelty = classifier.novelty(grid).reshape(_GRID, _GRID).T
     image = rgb.reshape(_GRID, _GRID, 3).transpose(1, 0, 2)
+    # Novel readings: the class colour washed out towards grey, whatever the confidence.
+    image[novelty > 1] = 0.2 * image[novelty > 1] + 0.8 * np.array(_NOVEL_GREY)
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.imshow(
         image,
@@ -212,6 +219,7 @@ def plot_decision_regions(
             colors=[colors[k]],
             linewidths=1,
         )
+    ax.contour(g0, g1, novelty, levels=[1.0], colors=["dimgrey"], linewidths=1.2)
     shown = rng.permutation(X.shape[0])[:_MAX_SCATTER]
     ax.scatter(
         X[shown, 0],
@@ -228,10 +236,20 @@ def plot_decision_regions(
         )
         for k, name in enumerate(classifier.classes)
     ]
+    rate = classifier.novelty_model.target_rate
+    handles.append(
+        Patch(
+            facecolor=_NOVEL_GREY,
+            edgecolor="dimgrey",
+            label=f"novel (target false alarms {rate:.1%})",
+        )
+    )
     ax.legend(handles=handles, title="true class (dots)\nregion: predicted", loc="upper left")
     ax.set_xlabel(_label(classifier.features[0], classifier.units[0]))
     ax.set_ylabel(_label(classifier.features[1], classifier.units[1]))
-    ax.set_title(f"Decision regions (paler = less sure) and {shown.size} test readings")
+    ax.set_title(
+        f"Decision regions (paler = less sure, grey = novel) and {shown.size} test readings"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

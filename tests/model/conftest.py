@@ -26,7 +26,7 @@ def trained_classifier() -> model.Classifier:
     X, y = gaussian_blobs(600, rng)
     standardizer, net = train_mlp(X, y, (16, 16), rng, epochs=20, dtype=np.float32)
     return make_classifier(
-        standardizer, net, X, classes=("normal", "warning", "critical"), temperature=1.7
+        standardizer, net, X, classes=("normal", "warning", "critical"), temperature=1.7, y=y
     )
 
 

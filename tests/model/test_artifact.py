@@ -122,6 +122,7 @@ def test_version_follows_temperature_but_not_metadata(
             "feature_max": trained_classifier.feature_max,
             "temperature": trained_classifier.temperature,
             "metadata": trained_classifier.metadata,
+            "novelty_model": trained_classifier.novelty_model,
         }
         return model.Classifier(**(fields | changes))
 
@@ -507,3 +508,74 @@ def test_saved_file_is_an_ordinary_npz_of_plain_arrays(artifact: Path) -> None:
         kinds = {key: npz[key].dtype.kind for key in npz.files}
     assert "O" not in kinds.values()
     assert kinds["metadata"] == "U"
+
+
+# --- the novelty model in the artifact ----------------------------------------------------
+
+
+def test_novelty_model_round_trips_exactly(
+    trained_classifier: model.Classifier, artifact: Path
+) -> None:
+    loaded = model.load(artifact)
+    X = np.random.default_rng(3).normal(scale=3.0, size=(200, 2))
+
+    assert loaded.novelty_model.method == "class_mahalanobis"
+    assert loaded.novelty_model.threshold == trained_classifier.novelty_model.threshold
+    assert loaded.novelty_model.target_rate == trained_classifier.novelty_model.target_rate
+    np.testing.assert_array_equal(loaded.novelty(X), trained_classifier.novelty(X))
+
+
+def test_version_follows_the_novelty_threshold(trained_classifier: model.Classifier) -> None:
+    novelty = trained_classifier.novelty_model
+    moved = dataclasses.replace(
+        trained_classifier,
+        novelty_model=dataclasses.replace(novelty, threshold=novelty.threshold * 1.01),
+    )
+    assert moved.version != trained_classifier.version
+
+
+def test_artifact_without_novelty_model_is_refused_with_a_retrain_hint(artifact: Path) -> None:
+    members = read_members(artifact)
+    for key in [k for k in members if k.startswith("novelty_")]:
+        del members[key]
+    write_members(artifact, members)
+    assert_refused(artifact, "no novelty model", "retrain with `python -m training`")
+
+
+def test_format_version_1_artifact_is_refused_with_a_retrain_hint(artifact: Path) -> None:
+    """What an artifact written before novelty detection looks like: version 1, no novelty keys."""
+    members = read_members(artifact)
+    for key in [k for k in members if k.startswith("novelty_")]:
+        del members[key]
+    members["format_version"] = np.array(1)
+    write_members(artifact, members)
+    assert_refused(artifact, "format version 1", "retrain with `python -m training`")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("novelty_method", np.array("knn"), "unknown novelty method"),
+        ("novelty_threshold", np.array(0.0), "threshold must be positive"),
+        ("novelty_threshold", np.array(np.nan), "threshold must be positive"),
+        ("novelty_target_rate", np.array(1.5), "target rate"),
+        ("novelty_means", np.zeros((3, 3)), "whiteners have shape"),
+        ("novelty_whiteners", np.full((3, 2, 2), np.inf), "non-finite"),
+        ("novelty_whiteners", np.zeros((3, 2, 2), dtype=np.int64), "floating point"),
+    ],
+)
+def test_invalid_novelty_model_is_refused(
+    artifact: Path, key: str, value: NDArray[Any], fragment: str
+) -> None:
+    members = read_members(artifact)
+    members[key] = value
+    write_members(artifact, members)
+    assert_refused(artifact, "novelty", fragment)
+
+
+def test_novelty_model_for_other_classes_is_refused(artifact: Path) -> None:
+    members = read_members(artifact)
+    members["novelty_means"] = members["novelty_means"][:2]
+    members["novelty_whiteners"] = members["novelty_whiteners"][:2]
+    write_members(artifact, members)
+    assert_refused(artifact, "novelty model covers 2 classes")

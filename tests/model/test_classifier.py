@@ -257,6 +257,7 @@ def test_construction_rejects_inconsistent_models(
         "units": trained_classifier.units,
         "feature_min": trained_classifier.feature_min,
         "feature_max": trained_classifier.feature_max,
+        "novelty_model": trained_classifier.novelty_model,
     }
     with pytest.raises(ValueError, match=message):
         model.Classifier(**(fields | changes))

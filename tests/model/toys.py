@@ -71,25 +71,49 @@ def train_mlp(
     return standardizer, net
 
 
+def fit_novelty(
+    standardizer: model.Standardizer,
+    X: NDArray[np.float64],
+    n_classes: int,
+    y: NDArray[np.intp] | None = None,
+    rate: float = 0.005,
+) -> model.ClassMahalanobis:
+    """A novelty model of readings ``X`` (n, n_features) with labels ``y`` (n,), thresholded on ``X``.
+
+    Without ``y`` every class is fitted on all of ``X``: a model that knows where the data
+    lies but not which class sits where.
+    """
+    Xs = standardizer.transform(X)
+    if y is None:
+        labels = np.repeat(np.arange(n_classes, dtype=np.intp), X.shape[0])
+        fitted = model.ClassMahalanobis.fit(np.tile(Xs, (n_classes, 1)), labels, n_classes)
+    else:
+        fitted = model.ClassMahalanobis.fit(Xs, y, n_classes)
+    return fitted.with_threshold(Xs, rate)
+
+
 def make_classifier(
     standardizer: model.Standardizer,
     net: model.MLP,
     X: NDArray[np.float64],
     classes: tuple[str, ...] | None = None,
     temperature: float = 1.0,
+    y: NDArray[np.intp] | None = None,
 ) -> model.Classifier:
-    """Wrap a trained network as a Classifier whose training range is that of ``X``."""
+    """Wrap a trained network as a Classifier whose training range (and novelty model) is that of ``X``."""
     n_features = X.shape[1]
+    n_classes = net.layer_sizes[-1]
     return model.Classifier(
         network=net,
         standardizer=standardizer,
-        classes=classes or tuple(f"class_{i}" for i in range(net.layer_sizes[-1])),
+        classes=classes or tuple(f"class_{i}" for i in range(n_classes)),
         features=tuple(f"x{i}" for i in range(n_features)),
         units=("",) * n_features,
         feature_min=X.min(axis=0),
         feature_max=X.max(axis=0),
         temperature=temperature,
         metadata={"purpose": "test"},
+        novelty_model=fit_novelty(standardizer, X, n_classes, y),
     )
 
 

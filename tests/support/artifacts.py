@@ -32,6 +32,7 @@ def build_classifier(
     dtype: Any = np.float32,
     metadata: Mapping[str, Any] | None = None,
     limits: Sequence[tuple[float, float]] | None = None,
+    novelty_threshold: float | None = None,
 ) -> model.Classifier:
     """A classifier over ``features`` and ``classes`` with weights drawn from ``seed``.
 
@@ -39,6 +40,10 @@ def build_classifier(
     so the classes are not all equally likely. The standardizer maps the training range to
     roughly [-1.7, 1.7], as data uniform over that range would. ``limits`` (low, high) per
     feature default to what training writes for the feature names.
+
+    The novelty model is that uniform data's: every class centred in the range with unit
+    covariance (in standardized space). Its threshold defaults to the distance of the range's
+    corners, sqrt(3 n_features), so a reading is novel only outside the training range.
     """
     rng = np.random.default_rng(seed)
     n = len(features)
@@ -53,6 +58,12 @@ def build_classifier(
     if limits is None:
         limits = [known_limits(f, u) for f, u in zip(features, units, strict=True)]
     network = model.MLP.initialize([n, *hidden, len(classes)], rng=rng, dtype=dtype)
+    k = len(classes)
+    novelty_model = model.ClassMahalanobis(
+        means=np.zeros((k, n)),
+        whiteners=np.broadcast_to(np.eye(n), (k, n, n)),
+        threshold=novelty_threshold if novelty_threshold is not None else np.sqrt(3.0 * n),
+    )
     for b in network.intercepts:
         b[:] = rng.normal(0.0, 0.5, size=b.shape)
     return model.Classifier(
@@ -73,9 +84,21 @@ def build_classifier(
                 "created_at": "2026-01-01T00:00:00+00:00",
                 "config": {"hidden": list(hidden), "seed": seed},
                 "data": {"source": "tests.support.artifacts"},
-                "metrics": {"test": {"accuracy": 0.5}},
+                "metrics": {
+                    "test": {
+                        "accuracy": 0.5,
+                        "novelty": {
+                            "method": novelty_model.method,
+                            "threshold": novelty_model.threshold,
+                            "target_false_alarm_rate": novelty_model.target_rate,
+                            "validation_false_alarm_rate": 0.0,
+                            "false_alarm_rate": 0.0,
+                        },
+                    }
+                },
             }
         ),
+        novelty_model=novelty_model,
     )
 
 
