@@ -23,7 +23,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     settings = settings or Settings()
     metrics = Metrics()
-    observers = Observers(classified=metrics.classified, reloaded=metrics.reloaded)
+    observers = Observers(
+        classified=metrics.classified, novel=metrics.novel, reloaded=metrics.reloaded
+    )
     runtime = ModelRuntime(settings, observers)
     runtime.start()
     dataplane = DataPlane(runtime, settings, observers)

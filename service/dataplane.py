@@ -50,33 +50,47 @@ class DataPlane:
         request = loaded.requests.validate(document)
         if isinstance(request, SingleRequest):
             return orjson.dumps(self._classify_one(loaded, request))
-        P = loaded.classifier.predict_proba(request.X)
+        clf = loaded.classifier
+        P = clf.predict_proba(request.X)
         best = P.argmax(axis=1)
-        within = loaded.classifier.in_training_range(request.X)
-        self._count(loaded, best)
-        return loaded.encoder.encode(P, best, within, request.ids)
+        novelty = clf.novelty(request.X)
+        self._count(loaded, best, novelty)
+        return loaded.encoder.encode(
+            P, best, clf.in_training_range(request.X), novelty, request.ids
+        )
 
     def _classify_one(self, loaded: LoadedModel, reading: SingleRequest) -> dict[str, Any]:
-        p = loaded.classifier.predict_proba_one(reading.values)
+        clf = loaded.classifier
+        p = clf.predict_proba_one(reading.values)
         best = p.index(max(p))
+        novelty = clf.novelty_one(reading.values)
         classes = loaded.classes
         answer = {
             "label": classes[best],
             "confidence": p[best],
             "probabilities": dict(zip(classes, p, strict=True)),
-            "in_training_range": loaded.classifier.in_training_range_one(reading.values),
+            "in_training_range": clf.in_training_range_one(reading.values),
+            "novel": novelty > 1.0,
+            "novelty": novelty,
             "model_version": loaded.version,
         }
         if reading.id is not None:
             answer["id"] = reading.id
         self.observers.classified(classes[best], 1)
+        if novelty > 1.0:
+            self.observers.novel(1)
         return answer
 
-    def _count(self, loaded: LoadedModel, best: np.ndarray[Any, Any]) -> None:
+    def _count(
+        self, loaded: LoadedModel, best: np.ndarray[Any, Any], novelty: np.ndarray[Any, Any]
+    ) -> None:
         counts = np.bincount(best, minlength=len(loaded.classes)).tolist()
         for label, count in zip(loaded.classes, counts, strict=True):
             if count:
                 self.observers.classified(label, count)
+        novel = int(np.count_nonzero(novelty > 1.0))
+        if novel:
+            self.observers.novel(novel)
 
     # --- the Open Inference Protocol ---------------------------------------------------------
 
@@ -110,7 +124,8 @@ class DataPlane:
         )
         P = loaded.classifier.predict_proba(X)
         best = P.argmax(axis=1)
-        self._count(loaded, best)
+        novelty = loaded.classifier.novelty(X)
+        self._count(loaded, best, novelty)
         wanted = list(v2.OUTPUT_NAMES)
         if request.outputs is not None:
             wanted = [output.name for output in request.outputs]
@@ -118,7 +133,7 @@ class DataPlane:
         answer: dict[str, Any] = {
             "model_name": self.settings.model_name,
             "model_version": loaded.version,
-            "outputs": v2.outputs(wanted, P, labels),
+            "outputs": v2.outputs(wanted, P, labels, novelty > 1.0),
         }
         if request.id is not None:
             answer["id"] = request.id
@@ -173,6 +188,8 @@ class DataPlane:
                 strict=True,
             )
         ]
+        detector = clf.novelty_model
+        measured = metrics.get("test", {}).get("novelty", {}) if isinstance(metrics, dict) else {}
         return {
             "model_name": self.settings.model_name,
             "model_version": loaded.version,
@@ -181,6 +198,12 @@ class DataPlane:
             "features": features,
             "classes": list(clf.classes),
             "calibration_temperature": clf.temperature,
+            "novelty": {
+                "method": detector.method,
+                "threshold": detector.threshold,
+                "target_false_alarm_rate": detector.target_rate,
+                "false_alarm_rate": measured.get("false_alarm_rate"),
+            },
             "trained_at": trained_at if isinstance(trained_at, str) else None,
             "metrics": metrics if isinstance(metrics, dict) else {"value": metrics},
             "training": metadata,

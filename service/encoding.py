@@ -29,7 +29,7 @@ class BatchEncoder:
         self._row = (
             b'{"label":%s,"confidence":%s,"probabilities":{'
             + probabilities
-            + b'},"in_training_range":%s%s}'
+            + b'},"in_training_range":%s,"novel":%s,"novelty":%s%s}'
         )
         self._labels = np.array([orjson.dumps(name) for name in classes], dtype=object)
         self._booleans = np.array([b"false", b"true"], dtype=object)
@@ -41,6 +41,7 @@ class BatchEncoder:
         P: NDArray[np.float64],
         best: NDArray[np.intp],
         within: NDArray[np.bool_],
+        novelty: NDArray[np.float64],
         ids: Sequence[str | None] | None,
     ) -> bytes:
         """The answer's bytes.
@@ -48,20 +49,23 @@ class BatchEncoder:
         P : ndarray of shape (n, n_classes), calibrated probabilities
         best : ndarray of shape (n,), index of each reading's label
         within : ndarray of shape (n,), in-training-range flags
+        novelty : ndarray of shape (n,), novelty scores (novel where > 1)
         ids : the readings' ids (None where absent), or None when no reading has one
         """
         n, k = P.shape
-        # Each cell: label, confidence, k probabilities, range flag, id fragment.
-        cells = np.empty((n, k + 4), dtype=object)
+        # Each cell: label, confidence, k probabilities, range flag, novel, novelty, id fragment.
+        cells = np.empty((n, k + 6), dtype=object)
         numbers = np.array(_numbers(P.ravel()), dtype=object)
         cells[:, 0] = self._labels[best]
         cells[:, 1] = numbers[np.arange(n) * k + best]
         cells[:, 2 : 2 + k] = numbers.reshape(n, k)
         cells[:, 2 + k] = self._booleans[within.astype(np.intp)]
+        cells[:, 3 + k] = self._booleans[(novelty > 1.0).astype(np.intp)]
+        cells[:, 4 + k] = _numbers(novelty)
         if ids is None:
-            cells[:, 3 + k] = b""
+            cells[:, 5 + k] = b""
         else:
-            cells[:, 3 + k] = [b"" if i is None else b',"id":' + orjson.dumps(i) for i in ids]
+            cells[:, 5 + k] = [b"" if i is None else b',"id":' + orjson.dumps(i) for i in ids]
         rows = b",".join([self._row] * n) % tuple(cells.ravel().tolist())
         return self._head + rows + b"]}"
 

@@ -15,15 +15,18 @@ PLATFORM = "numpy-mlp"
 INPUT_NAME = "readings"
 # The protocol names its element types; these are the ones a reading can arrive as.
 INPUT_DATATYPES = ("FP32", "FP64")
-OUTPUT_NAMES = ("probabilities", "label")
+OUTPUT_NAMES = ("probabilities", "label", "novel")
 
 _Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 _Parameters = dict[str, Any]
 
 
+OutputName = Literal["probabilities", "label", "novel"]
+
+
 class RequestOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Literal["probabilities", "label"]
+    name: OutputName
     parameters: _Parameters | None = None
 
 
@@ -63,10 +66,10 @@ def inference_request_model(n_features: int, max_batch: int) -> type[BaseModel]:
 
 class ResponseOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Literal["probabilities", "label"]
+    name: OutputName
     shape: list[int]
-    datatype: Literal["FP32", "BYTES"]
-    data: list[float] | list[str]
+    datatype: Literal["FP32", "BYTES", "BOOL"]
+    data: list[float] | list[str] | list[bool]
 
 
 class InferenceResponse(BaseModel):
@@ -122,6 +125,7 @@ def model_metadata(name: str, version: str, n_features: int, n_classes: int) -> 
         "outputs": [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, n_classes]},
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "novel", "datatype": "BOOL", "shape": [-1]},
         ],
     }
 
@@ -151,7 +155,9 @@ def parse_inference_request(
     return request, np.array(data, dtype=np.float64).reshape(n, n_features)
 
 
-def outputs(wanted: list[str], P: np.ndarray[Any, Any], labels: list[str]) -> list[dict[str, Any]]:
+def outputs(
+    wanted: list[str], P: np.ndarray[Any, Any], labels: list[str], novel: np.ndarray[Any, Any]
+) -> list[dict[str, Any]]:
     """The requested output tensors (all of ``OUTPUT_NAMES`` by default), in request order."""
     n, k = P.shape
     tensors = {
@@ -163,6 +169,12 @@ def outputs(wanted: list[str], P: np.ndarray[Any, Any], labels: list[str]) -> li
             "data": P.astype(np.float32).ravel(),
         },
         "label": lambda: {"name": "label", "shape": [n], "datatype": "BYTES", "data": labels},
+        "novel": lambda: {
+            "name": "novel",
+            "shape": [n],
+            "datatype": "BOOL",
+            "data": novel.tolist(),
+        },
     }
     return [tensors[name]() for name in wanted]
 

@@ -26,7 +26,7 @@ def _infer_description(loaded, settings: Settings) -> str:  # type: ignore[no-un
     return (
         f"One FP32 input of shape [N, {len(features)}] (columns {', '.join(features)}),"
         f" 1 <= N <= {settings.max_batch}; outputs `probabilities` (FP32 [N, {len(classes)}],"
-        f" columns {', '.join(classes)}) and `label` (BYTES [N]). `data` must hold exactly N rows"
+        f" columns {', '.join(classes)}), `label` (BYTES [N]) and `novel` (BOOL [N]). `data` must hold exactly N rows"
         " (or N x n_features values, flat), which JSON Schema cannot express: a mismatch is a 400."
     )
 

@@ -62,6 +62,11 @@ class Metrics:
             ["label"],
             registry=self.registry,
         )
+        self.novel_readings = Counter(
+            "sensor_novel_readings",
+            "Readings flagged novel (farther from every training class than held-out readings).",
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "sensor_model_info",
             "1 for the model version being served (by any live worker), else 0.",
@@ -95,6 +100,9 @@ class Metrics:
         if child is None:
             child = self._labels[label] = self.readings.labels(label)
         child.inc(count)
+
+    def novel(self, count: int) -> None:
+        self.novel_readings.inc(count)
 
     def reloaded(self, outcome: str, old: str | None, new: str) -> None:
         if outcome == "success":

@@ -105,6 +105,7 @@ class Observers:
     """Callbacks through which the runtime reports to metrics (no-ops by default)."""
 
     classified: Callable[[str, int], None] = lambda label, count: None
+    novel: Callable[[int], None] = lambda count: None
     reloaded: Callable[[str, str | None, str], None] = lambda outcome, old, new: None
 
 

@@ -290,6 +290,21 @@ def response_schemas(classes: Sequence[str]) -> ResponseSchemas:
             bool,
             Field(description="False when any feature lies outside the range seen in training."),
         ),
+        "novel": (
+            bool,
+            Field(
+                description="True when the reading lies farther from every class seen in training"
+                " than held-out readings do: the answer is then an extrapolation. Exactly when"
+                " `novelty` > 1."
+            ),
+        ),
+        "novelty": (
+            Annotated[float, Field(ge=0.0)],
+            Field(
+                description="How unusual the reading is: its distance to the nearest class over"
+                " the novelty threshold (above 1: novel)."
+            ),
+        ),
     }
     optional_id = (
         Annotated[
@@ -371,6 +386,20 @@ class FeatureInfo(BaseModel):
     )
 
 
+class NoveltyInfo(BaseModel):
+    """How the model tells a novel reading, and how often it says so of ordinary ones."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str = Field(description="The detector, e.g. `class_mahalanobis`.")
+    threshold: float = Field(description="Distance above which a reading is novel.")
+    target_false_alarm_rate: float = Field(
+        description="Share of held-out readings the threshold was chosen to flag."
+    )
+    false_alarm_rate: float | None = Field(
+        description="Share of the test readings flagged novel, measured by training."
+    )
+
+
 class ModelInfo(BaseModel):
     """What model is answering, what it expects, how it was trained and how well it did."""
 
@@ -382,6 +411,7 @@ class ModelInfo(BaseModel):
     features: list[FeatureInfo]
     classes: list[str]
     calibration_temperature: float
+    novelty: NoveltyInfo
     trained_at: str | None = Field(description="When training finished (ISO 8601).")
     metrics: dict[str, Any] = Field(description="Metrics measured by training (held-out data).")
     training: dict[str, Any] = Field(

@@ -32,6 +32,8 @@ def test_one_reading_answer_has_every_field_and_matches_the_model(
         "confidence",
         "probabilities",
         "in_training_range",
+        "novel",
+        "novelty",
         "model_version",
     }
     P = expected(classifier, [[47.5, 2.3]])[0]
@@ -101,14 +103,22 @@ def test_batch_answers_in_request_order_and_equal_single_answers(
     assert len(results) == len(readings)
     P = expected(classifier, rows)
     for i, (result, reading) in enumerate(zip(results, readings, strict=True)):
-        assert set(result) == {"label", "confidence", "probabilities", "in_training_range"} | (
-            {"id"} if "id" in reading else set()
-        )
+        assert set(result) == {
+            "label",
+            "confidence",
+            "probabilities",
+            "in_training_range",
+            "novel",
+            "novelty",
+        } | ({"id"} if "id" in reading else set())
         got = np.array([result["probabilities"][c] for c in classifier.classes])
         np.testing.assert_allclose(got, P[i], atol=1e-6)
         assert result["label"] == classifier.classes[int(np.argmax(P[i]))]
         assert result["confidence"] == result["probabilities"][result["label"]]
         assert result["in_training_range"] == bool(classifier.in_training_range([rows[i]])[0])
+        novelty = float(classifier.novelty([rows[i]])[0])
+        assert result["novelty"] == pytest.approx(novelty, rel=1e-9)
+        assert result["novel"] is (novelty > 1.0)
     assert results[7]["id"] == "seventh"
     # One reading alone and the same reading inside a batch get the same answer, to float32
     # precision: BLAS's float32 kernels depend on the number of rows (see tests/model).

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from service.encoding import BatchEncoder
 
 
-def reference(classes, version, P, best, within, ids) -> bytes:
+def reference(classes, version, P, best, within, novelty, ids) -> bytes:
     results = []
     for i, row in enumerate(P.tolist()):
         result = {
@@ -19,6 +19,8 @@ def reference(classes, version, P, best, within, ids) -> bytes:
             "confidence": row[best[i]],
             "probabilities": dict(zip(classes, row, strict=True)),
             "in_training_range": bool(within[i]),
+            "novel": bool(novelty[i] > 1.0),
+            "novelty": float(novelty[i]),
         }
         if ids is not None and ids[i] is not None:
             result["id"] = ids[i]
@@ -48,9 +50,12 @@ def test_bytes_equal_orjson_of_the_dicts(classes, n, seed, with_ids, id_text, ve
     P[mask] = rng.choice(specials, size=int(mask.sum()))
     best = P.argmax(axis=1)
     within = rng.random(n) < 0.5
+    novelty = rng.exponential(size=n) * rng.choice([1e-9, 1.0, 1e9], size=n)
+    novelty[rng.random(n) < 0.2] = 1.0  # exactly at the threshold: not novel
     ids = [id_text + "%s%%" if rng.random() < 0.5 else None for _ in range(n)] if with_ids else None
     encoder = BatchEncoder(classes, version)
-    assert encoder.encode(P, best, within, ids) == reference(classes, version, P, best, within, ids)
+    expected = reference(classes, version, P, best, within, novelty, ids)
+    assert encoder.encode(P, best, within, novelty, ids) == expected
 
 
 @pytest.mark.parametrize("classes", [("a%s", "b%%"), ('quote"d', "back\\slash"), ("é", "名")])
@@ -58,6 +63,7 @@ def test_class_names_that_look_like_format_codes_or_need_escaping(classes) -> No
     P = np.array([[0.25, 0.75], [0.5, 0.5]])
     best = P.argmax(axis=1)
     within = np.array([True, False])
-    encoded = BatchEncoder(classes, "v").encode(P, best, within, None)
-    assert encoded == reference(classes, "v", P, best, within, None)
+    novelty = np.array([0.5, 3.0])
+    encoded = BatchEncoder(classes, "v").encode(P, best, within, novelty, None)
+    assert encoded == reference(classes, "v", P, best, within, novelty, None)
     assert orjson.loads(encoded)["results"][0]["label"] == classes[1]

@@ -65,6 +65,16 @@ def test_model_describes_the_loaded_artifact(
     np.testing.assert_allclose([f["min"] for f in info["features"]], classifier.feature_min)
     np.testing.assert_allclose([f["max"] for f in info["features"]], classifier.feature_max)
     assert info["calibration_temperature"] == classifier.temperature
+    assert info["novelty"] == {
+        "method": classifier.novelty_model.method,
+        "threshold": classifier.novelty_model.threshold,
+        "target_false_alarm_rate": classifier.novelty_model.target_rate,
+        "false_alarm_rate": classifier.metadata["metrics"]["test"]["novelty"]["false_alarm_rate"],
+    }
+    assert [(f["lower_limit"], f["upper_limit"]) for f in info["features"]] == [
+        (-273.15, None),
+        (0.0, None),
+    ]
     assert info["trained_at"] == classifier.metadata["created_at"]
     assert info["metrics"] == classifier.metadata["metrics"]
     assert info["training"]["config"] == classifier.metadata["config"]

@@ -35,6 +35,7 @@ def test_health_and_metadata(client: FlaskClient, classifier: model.Classifier) 
     assert [(t.name, t.datatype, t.shape) for t in metadata.outputs] == [
         ("probabilities", "FP32", [-1, 3]),
         ("label", "BYTES", [-1]),
+        ("novel", "BOOL", [-1]),
     ]
 
 
@@ -42,7 +43,7 @@ def test_health_and_metadata(client: FlaskClient, classifier: model.Classifier) 
 def test_infer_returns_probabilities_and_labels(
     client: FlaskClient, classifier: model.Classifier, nested: bool
 ) -> None:
-    X = np.array([[47.5, 2.3], [80.0, 10.0], [25.0, 0.5]])
+    X = np.array([[47.5, 2.3], [80.0, 10.0], [150.0, 30.0]])
     data = X.tolist() if nested else X.ravel().tolist()
     response = client.post(INFER, json=infer_body(data, [3, 2], id="req-1"))
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -57,6 +58,9 @@ def test_infer_returns_probabilities_and_labels(
     )
     assert outputs["label"].shape == [3] and outputs["label"].datatype == "BYTES"
     assert outputs["label"].data == [classifier.classes[i] for i in P.argmax(axis=1)]
+    assert outputs["novel"].shape == [3] and outputs["novel"].datatype == "BOOL"
+    assert outputs["novel"].data == (classifier.novelty(X) > 1.0).tolist()
+    assert outputs["novel"].data == [False, False, True]  # the last is far outside
 
 
 def test_infer_honours_requested_outputs(client: FlaskClient) -> None:

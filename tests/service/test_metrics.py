@@ -68,6 +68,26 @@ def test_readings_are_counted_by_predicted_label(
         assert got == count, label
 
 
+def test_novel_readings_are_counted_from_every_api(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    before = value(samples(client), "sensor_novel_readings_total")
+    inside, outside = (
+        {"temperature": 50.0, "vibration": 5.0},
+        {"temperature": 500.0, "vibration": 50.0},
+    )
+    assert not client.post("/classify", json=inside).get_json()["novel"]
+    assert client.post("/classify", json=outside).get_json()["novel"]
+    client.post("/classify", json={"readings": [outside, inside, outside]})
+    client.post(
+        "/v2/models/sensor-classifier/infer",
+        json={
+            "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [500.0, 50.0]}]
+        },
+    )
+    assert value(samples(client), "sensor_novel_readings_total") - before == 4
+
+
 def test_the_served_model_version_is_a_gauge(
     client: FlaskClient, classifier: model.Classifier
 ) -> None:
