@@ -1,6 +1,13 @@
 """The sensor classifier's model: a numpy MLP, its training parts and its safe `.npz` artifact."""
 
-from model.artifact import FORMAT_VERSION, ArtifactError, Classifier, load
+from model.artifact import (
+    FORMAT_VERSION,
+    ArtifactError,
+    Classifier,
+    check_costs,
+    default_costs,
+    load,
+)
 from model.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -21,6 +28,8 @@ __all__ = [
     "ArtifactError",
     "Classifier",
     "Standardizer",
+    "check_costs",
+    "default_costs",
     "expected_calibration_error",
     "fit_temperature",
     "load",
