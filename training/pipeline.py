@@ -133,10 +133,12 @@ def train(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_steps: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    costs: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train, calibrate and evaluate a classifier on ``parts``.
 
-    The standardizer and the training range come from the training part only; early
+    ``costs`` (n_classes, n_classes), if given, is stored in the classifier and the test
+    metrics are those of its least-expected-cost decision; training itself ignores it. The standardizer and the training range come from the training part only; early
     stopping and the calibration temperature see only the validation part; the test part is
     scored exactly once, at the end. ``on_start(total_steps)`` is called before the first step.
     """
@@ -177,10 +179,9 @@ def train(
         feature_min=train_set.X.min(axis=0),
         feature_max=train_set.X.max(axis=0),
         temperature=temperature,
+        costs=costs,
     )
-    P = uncalibrated.predict_proba(test_set.X)
-    P_uncalibrated = uncalibrated.predict_proba(test_set.X, calibrated=False)
-    metrics = classification_metrics(P, test_set.y, train_set.classes, P_uncalibrated)
+    metrics = _metrics(uncalibrated, test_set)
     validation_P = model.softmax(validation_logits / temperature)
     metrics["validation"] = {
         "log_loss": model.log_loss(validation_P, validation_set.y),
@@ -226,11 +227,23 @@ def train(
     )
 
 
-def evaluate_classifier(classifier: model.Classifier, data: Dataset) -> dict[str, Any]:
-    """Metrics of an existing classifier on labelled ``data`` (classes in the model's order)."""
+def _metrics(classifier: model.Classifier, data: Dataset) -> dict[str, Any]:
+    """``classification_metrics`` at the classifier's own decision, costs included when set."""
     P = classifier.predict_proba(data.X)
     P_uncalibrated = classifier.predict_proba(data.X, calibrated=False)
-    metrics = classification_metrics(P, data.y, classifier.classes, P_uncalibrated)
+    return classification_metrics(
+        P,
+        data.y,
+        classifier.classes,
+        P_uncalibrated,
+        decided=classifier.decide(P),
+        costs=None if classifier.has_default_costs else classifier.costs,
+    )
+
+
+def evaluate_classifier(classifier: model.Classifier, data: Dataset) -> dict[str, Any]:
+    """Metrics of an existing classifier on labelled ``data`` (classes in the model's order)."""
+    metrics = _metrics(classifier, data)
     metrics["model_version"] = classifier.version
     metrics["in_training_range"] = float(np.mean(classifier.in_training_range(data.X)))
     return metrics
