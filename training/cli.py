@@ -175,7 +175,10 @@ def build_train_parser() -> argparse.ArgumentParser:
     )
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--data", type=Path, metavar="FILE.csv", help="labelled readings (default: synthetic data)"
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="labelled readings: .csv, .csv.gz or .parquet (default: synthetic data)",
     )
     data.add_argument(
         "--samples",
@@ -288,7 +291,11 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
         help="model artifact (default: %(default)s)",
     )
     parser.add_argument(
-        "--data", type=Path, required=True, metavar="FILE.csv", help="labelled readings"
+        "--data",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="labelled readings: .csv, .csv.gz or .parquet",
     )
     _add_column_options(parser, training=False)
     parser.add_argument(
@@ -450,9 +457,9 @@ def _run_train(args: argparse.Namespace) -> int:
         parts = pipeline.synthetic_parts(n_samples, rng)
         logger.info("synthetic data: %d training readings", n_samples)
     else:
-        from training.data import check_classes, load_csv
+        from training.data import check_classes, load_data
 
-        data = load_csv(
+        data = load_data(
             args.data,
             features=args.features,
             label=args.label,
@@ -538,7 +545,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     import model
-    from training.data import load_csv
+    from training.data import load_data
     from training.evaluate import format_metrics
     from training.pipeline import evaluate_classifier
 
@@ -552,7 +559,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"--features names {len(features)} columns but the model takes {classifier.n_features} "
             f"({', '.join(classifier.features)})"
         )
-    data = load_csv(
+    data = load_data(
         args.data,
         features=features,
         label=args.label,

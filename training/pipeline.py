@@ -88,8 +88,10 @@ def split_parts(
         where = f"{path}"
         if data.lines is not None and rows.size:
             shown = ", ".join(str(v) for v in data.lines[rows[:5]])
+            # Parquet has no lines; its Dataset numbers rows instead.
+            unit = "row" if data.description.get("source") == "parquet" else "line"
             where += (
-                f", line{'s' if rows.size > 1 else ''} {shown}{', ...' if rows.size > 5 else ''}"
+                f", {unit}{'s' if rows.size > 1 else ''} {shown}{', ...' if rows.size > 5 else ''}"
             )
         raise DataError(
             f"{where}, column '{label}': class {name!r} has {rows.size} row"
