@@ -9,6 +9,7 @@ from model.artifact import (
     load,
 )
 from model.calibration import (
+    brier_score,
     expected_calibration_error,
     fit_temperature,
     log_loss,
@@ -28,6 +29,7 @@ __all__ = [
     "ArtifactError",
     "Classifier",
     "Standardizer",
+    "brier_score",
     "check_costs",
     "default_costs",
     "expected_calibration_error",
