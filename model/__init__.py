@@ -1,7 +1,15 @@
 """The sensor classifier's model: a numpy MLP, its training parts and its safe `.npz` artifact."""
 
-from model.artifact import FORMAT_VERSION, ArtifactError, Classifier, load
+from model.artifact import (
+    FORMAT_VERSION,
+    ArtifactError,
+    Classifier,
+    check_costs,
+    default_costs,
+    load,
+)
 from model.calibration import (
+    brier_score,
     expected_calibration_error,
     fit_temperature,
     log_loss,
@@ -23,6 +31,9 @@ __all__ = [
     "ClassMahalanobis",
     "Classifier",
     "Standardizer",
+    "brier_score",
+    "check_costs",
+    "default_costs",
     "expected_calibration_error",
     "fit_temperature",
     "load",

@@ -47,6 +47,9 @@ class Classifier:
 
     feature_min, feature_max : ndarray of shape (n_features,), the range seen in training
     temperature : calibration temperature; probabilities are ``softmax(logits / temperature)``
+    costs : ndarray of shape (n_classes, n_classes), ``costs[i, j]`` what answering class j
+        costs when the truth is class i; None gives ``default_costs`` (0 on the diagonal, 1
+        elsewhere: the decision is then argmax). ``decide`` answers by least expected cost.
     metadata : JSON-serializable training facts (configuration, data, metrics, creation time)
     lower_limits, upper_limits : ndarray of shape (n_features,), the values each feature can
         physically take (a reading outside them is an error, not an extrapolation); -inf and
@@ -62,9 +65,11 @@ class Classifier:
     feature_min: NDArray[np.float64]
     feature_max: NDArray[np.float64]
     temperature: float = 1.0
+    costs: NDArray[np.float64] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    lower_limits: NDArray[np.float64] | None = None
-    upper_limits: NDArray[np.float64] | None = None
+    # None stands for "open on both sides"; __post_init__ always leaves an array.
+    lower_limits: NDArray[np.float64] = None  # type: ignore[assignment]
+    upper_limits: NDArray[np.float64] = None  # type: ignore[assignment]
     novelty_model: ClassMahalanobis = field(kw_only=True)
 
     def __post_init__(self) -> None:
@@ -78,6 +83,12 @@ class Classifier:
             value = np.full(len(self.features), open_side) if value is None else value
             object.__setattr__(self, name, np.asarray(value, dtype=np.float64))
         object.__setattr__(self, "temperature", float(self.temperature))
+        costs = default_costs(len(self.classes)) if self.costs is None else self.costs
+        # A private copy: the matrix decides answers and is part of `version`, so it must not
+        # change behind the classifier's back.
+        costs = np.array(costs, dtype=np.float64)
+        costs.setflags(write=False)
+        object.__setattr__(self, "costs", costs)
         _check(self)
 
     @property
@@ -169,6 +180,66 @@ class Classifier:
         """Index into ``classes`` of the most probable class of each reading -> (n_samples,)."""
         indices: NDArray[np.intp] = self.logits(X).argmax(axis=1)
         return indices
+
+    @cached_property
+    def has_default_costs(self) -> bool:
+        """Whether the cost matrix is ``default_costs``, so that ``decide`` is argmax."""
+        return bool(np.array_equal(self._cost_matrix, default_costs(self.n_classes)))
+
+    @property
+    def _cost_matrix(self) -> NDArray[np.float64]:
+        costs = self.costs
+        assert costs is not None  # set in __post_init__
+        return costs
+
+    @cached_property
+    def _cost_columns(self) -> list[list[float]]:
+        # Column j lists what answering j costs under each true class, for decide_one.
+        columns: list[list[float]] = self._cost_matrix.T.tolist()
+        return columns
+
+    def expected_costs(self, P: ArrayLike) -> NDArray[np.float64]:
+        """Expected cost of each answer under probabilities ``P`` (n_samples, n_classes).
+
+        Returns float64 of shape (n_samples, n_classes): entry (n, j) is sum_i P[n, i] costs[i, j].
+        """
+        P = self._as_probabilities(P)
+        expected: NDArray[np.float64] = P @ self._cost_matrix
+        return expected
+
+    def decide(self, P: ArrayLike) -> NDArray[np.intp]:
+        """Index into ``classes`` of the least-expected-cost answer per row of ``P`` -> (n_samples,).
+
+        P : ndarray of shape (n_samples, n_classes), calibrated probabilities (``predict_proba``).
+        Answers argmin over j of sum_i P[i] costs[i, j]; ties go to the lowest index, as argmax's
+        do. With the default costs this is exactly ``P.argmax(axis=1)``: computing 1 - P[j]
+        would round nearly equal probabilities to a tie that argmax does not have.
+        """
+        if self.has_default_costs:
+            chosen: NDArray[np.intp] = self._as_probabilities(P).argmax(axis=1)
+        else:
+            chosen = self.expected_costs(P).argmin(axis=1)
+        return chosen
+
+    def decide_one(self, p: Sequence[float]) -> int:
+        """``decide`` for one reading's probabilities (n_classes,), in plain Python -> class index."""
+        if len(p) != self.n_classes:
+            raise ValueError(f"expected {self.n_classes} probabilities, got {len(p)}")
+        if self.has_default_costs:
+            return max(range(len(p)), key=p.__getitem__)
+        expected = [
+            sum(q * c for q, c in zip(p, column, strict=True)) for column in self._cost_columns
+        ]
+        return min(range(len(expected)), key=expected.__getitem__)
+
+    def _as_probabilities(self, P: ArrayLike) -> NDArray[np.float64]:
+        P = np.asarray(P, dtype=np.float64)
+        if P.ndim != 2 or P.shape[1] != self.n_classes:
+            raise ValueError(
+                f"expected probabilities of shape (n, {self.n_classes}) for classes "
+                f"{', '.join(self.classes)}; got shape {P.shape}"
+            )
+        return P
 
     def in_training_range(self, X: ArrayLike) -> NDArray[np.bool_]:
         """Whether every feature of each reading lies within the range seen in training -> (n_samples,)."""
@@ -279,6 +350,7 @@ def _arrays(clf: Classifier, with_metadata: bool) -> dict[str, NDArray[Any]]:
         "lower_limits": clf.lower_limits,
         "upper_limits": clf.upper_limits,
     }
+    arrays["costs"] = clf._cost_matrix
     for i, (W, b) in enumerate(zip(clf.network.coefs, clf.network.intercepts, strict=True)):
         arrays[f"coef_{i}"] = W
         arrays[f"intercept_{i}"] = b
@@ -354,6 +426,37 @@ def _check(clf: Classifier) -> None:
             f"the novelty model covers {novelty_shape[0]} classes and {novelty_shape[1]} "
             f"features, the model has {n_classes} and {n_features}"
         )
+    check_costs(clf._cost_matrix, clf.classes)
+
+
+def default_costs(n_classes: int) -> NDArray[np.float64]:
+    """The cost matrix of plain argmax: 0 on the diagonal, 1 elsewhere -> (n_classes, n_classes)."""
+    return np.ones((n_classes, n_classes)) - np.eye(n_classes)
+
+
+def check_costs(costs: NDArray[Any], classes: Sequence[str]) -> None:
+    """Raise ValueError unless ``costs`` is a valid cost matrix for ``classes``.
+
+    Valid: shape (n_classes, n_classes), every entry finite and >= 0, zero on the diagonal
+    (a right answer costs nothing). The message names the first offending entry by class.
+    """
+    n = len(classes)
+    if np.shape(costs) != (n, n):
+        raise ValueError(
+            f"cost matrix has shape {np.shape(costs)}, expected ({n}, {n}) for classes "
+            f"{', '.join(classes)}"
+        )
+    for problem, bad in (
+        ("is not finite", ~np.isfinite(costs)),
+        ("is negative", costs < 0),
+        ("is not 0 (a right answer costs nothing)", np.eye(n, dtype=bool) & (costs != 0)),
+    ):
+        if bad.any():
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(
+                f"cost of answering {classes[j]!r} when the truth is {classes[i]!r} "
+                f"{problem}: {costs[i, j]}"
+            )
 
 
 def load(path: str | os.PathLike[str]) -> Classifier:
@@ -450,6 +553,7 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
         raise fail(f"n_layers must be between 1 and 64, got {n_layers}")
     expected = {
         "format_version", "n_layers", "metadata", "temperature", *_STRING_KEYS, *_FLOAT_KEYS,
+        "costs",
         *(f"coef_{i}" for i in range(n_layers)), *(f"intercept_{i}" for i in range(n_layers)),
         *_NOVELTY_KEYS,
     }  # fmt: skip
@@ -482,6 +586,9 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
         coefs.append(W)
         intercepts.append(b)
     temperature = scalar("temperature", "f")
+    costs = arrays["costs"]
+    if costs.dtype.kind != "f":
+        raise fail(f"key 'costs' must be floating point, got {costs.dtype}")
     metadata_text = scalar("metadata", "U")
     try:
         metadata = json.loads(metadata_text)
@@ -504,6 +611,7 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
             feature_min=floats["feature_min"],
             feature_max=floats["feature_max"],
             temperature=temperature,
+            costs=costs,
             metadata=metadata,
             lower_limits=floats["lower_limits"],
             upper_limits=floats["upper_limits"],

@@ -49,6 +49,18 @@ def log_loss(P: ArrayLike, y: ArrayLike) -> float:
     return float(-np.log(picked).mean())
 
 
+def brier_score(P: ArrayLike, y: ArrayLike) -> float:
+    """Mean squared distance between ``P`` (n_samples, n_classes) and the one-hot labels ``y`` (n_samples,).
+
+    A proper scoring rule like the log-loss, but bounded (at most 2 per reading), so a few
+    confidently wrong readings cannot dominate it.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    y = np.asarray(y, dtype=np.intp)
+    squared = (P * P).sum(axis=1) - 2 * P[np.arange(y.shape[0]), y] + 1.0
+    return float(squared.mean())
+
+
 def reliability_bins(
     P: ArrayLike, y: ArrayLike, n_bins: int = 15
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:

@@ -1,7 +1,9 @@
 """The `python -m training` command line: train (default), `evaluate` a model, `generate` synthetic CSV.
 
+Also `costs`: rewrite an artifact's cost matrix without retraining.
 This is the only module that prints. Exit status: 0 success, 2 bad data or arguments,
-3 quality gate (test accuracy below --min-accuracy; nothing written), 130 interrupted.
+3 quality gate (test accuracy below --min-accuracy or a class's recall below --min-recall;
+nothing written), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from training.costs import CostError, parse_cost, parse_min_recall
 from training.data import DEFAULT_FEATURES, DEFAULT_LABEL, DataError
 from training.limits import parse_limit
 from training.pipeline import DEFAULT_NOVELTY_RATE
@@ -138,6 +141,39 @@ def _add_column_options(parser: argparse.ArgumentParser, training: bool) -> None
     )
 
 
+def _add_decision_options(parser: argparse.ArgumentParser, command: str) -> None:
+    decision = parser.add_argument_group(
+        "decision and rare classes",
+        "The answer is the class of least expected cost under the calibrated probabilities; "
+        "without --cost every wrong answer costs 1, which is argmax.",
+    )
+    decision.add_argument(
+        "--cost",
+        type=parse_cost,
+        action="append",
+        default=[],
+        metavar="TRUE:ANSWER=VALUE",
+        help={
+            "train": "what answering ANSWER costs when the truth is TRUE, stored in the "
+            "artifact (repeatable; other wrong answers cost 1, right ones 0)",
+            "evaluate": "score a candidate cost matrix instead of the model's own "
+            "(repeatable; other wrong answers cost 1, right ones 0)",
+            "costs": "the new matrix's entries (repeatable; other wrong answers cost 1, right "
+            "ones 0; none: plain argmax)",
+        }[command],
+    )
+    if command == "train":
+        decision.add_argument(
+            "--min-recall",
+            type=parse_min_recall,
+            action="append",
+            default=[],
+            metavar="CLASS=X",
+            help="quality gate per class (repeatable): if the test recall of CLASS is below X, "
+            "write nothing and exit with status 3",
+        )
+
+
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
@@ -147,13 +183,18 @@ def build_train_parser() -> argparse.ArgumentParser:
         prog="python -m training",
         description="Train the sensor classifier on built-in synthetic data (default) or a labelled "
         "CSV file, evaluate it once on a held-out test set and write the model artifact. "
-        "Other commands: 'python -m training evaluate --help', 'python -m training generate --help'.",
+        "Other commands: 'python -m training evaluate --help', 'python -m training generate --help', "
+        "'python -m training costs --help'.",
         epilog="Exit status: 0 success, 2 bad data or arguments, 3 test accuracy below "
-        "--min-accuracy (nothing written), 130 interrupted (nothing written).",
+        "--min-accuracy or a class's recall below --min-recall (nothing written), "
+        "130 interrupted (nothing written).",
     )
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--data", type=Path, metavar="FILE.csv", help="labelled readings (default: synthetic data)"
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="labelled readings: .csv, .csv.gz or .parquet (default: synthetic data)",
     )
     data.add_argument(
         "--samples",
@@ -266,6 +307,7 @@ def build_train_parser() -> argparse.ArgumentParser:
         help="target false-alarm rate: the novelty threshold lets at most this share of "
         "validation readings be flagged novel (default: %(default)s)",
     )
+    _add_decision_options(parser, "train")
     _common_options(parser)
     return parser
 
@@ -284,12 +326,36 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
         help="model artifact (default: %(default)s)",
     )
     parser.add_argument(
-        "--data", type=Path, required=True, metavar="FILE.csv", help="labelled readings"
+        "--data",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="labelled readings: .csv, .csv.gz or .parquet",
     )
     _add_column_options(parser, training=False)
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
+    _add_decision_options(parser, "evaluate")
+    _common_options(parser)
+    return parser
+
+
+def build_costs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training costs",
+        description="Write a copy of a model artifact with a new cost matrix, without "
+        "retraining: same network and probabilities, new decisions and a new model_version. "
+        "The write is atomic; --out may be the --model file itself.",
+        epilog="Exit status: 0 success, 2 bad arguments or model file.",
+    )
+    parser.add_argument(
+        "--model", type=Path, required=True, metavar="IN.npz", help="model artifact to copy"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="OUT.npz", help="where to write the copy"
+    )
+    _add_decision_options(parser, "costs")
     _common_options(parser)
     return parser
 
@@ -426,9 +492,9 @@ def _run_train(args: argparse.Namespace) -> int:
         parts = pipeline.synthetic_parts(n_samples, rng)
         logger.info("synthetic data: %d training readings", n_samples)
     else:
-        from training.data import check_classes, load_csv
+        from training.data import check_classes, load_data
 
-        data = load_csv(
+        data = load_data(
             args.data,
             features=args.features,
             label=args.label,
@@ -448,6 +514,7 @@ def _run_train(args: argparse.Namespace) -> int:
             data, rng, args.validation_fraction, args.test_fraction, str(args.data), args.label
         )
     logger.info("split: %s", ", ".join(f"{k} {v}" for k, v in parts.sizes().items()))
+    costs, min_recalls = _decision_settings(args, parts.train.classes)
 
     progress = _Progress(interactive=sys.stderr.isatty() and not args.quiet)
     try:
@@ -461,6 +528,7 @@ def _run_train(args: argparse.Namespace) -> int:
             on_steps=progress.steps,
             on_epoch=progress.epoch,
             novelty_rate=args.novelty_rate,
+            costs=costs,
         )
     finally:
         progress.close()
@@ -493,6 +561,15 @@ def _run_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_GATE
+    for name, minimum in min_recalls.items():
+        recall = metrics["per_class"][name]["recall"]
+        if recall < minimum:
+            print(
+                f"quality gate: test recall of {name!r} {recall:.4f} is below --min-recall "
+                f"{name}={minimum}; {args.out} was not written",
+                file=sys.stderr,
+            )
+            return EXIT_GATE
     result.classifier.save(args.out)
     elapsed = time.perf_counter() - started
     print(
@@ -505,7 +582,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     import model
-    from training.data import load_csv
+    from training.data import load_data
     from training.evaluate import format_metrics
     from training.pipeline import evaluate_classifier
 
@@ -519,7 +596,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"--features names {len(features)} columns but the model takes {classifier.n_features} "
             f"({', '.join(classifier.features)})"
         )
-    data = load_csv(
+    data = load_data(
         args.data,
         features=features,
         label=args.label,
@@ -527,7 +604,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         drop_invalid=args.drop_invalid,
         classes=classifier.classes,
     )
+    model_version = classifier.version
+    if args.cost:
+        classifier = _with_costs(classifier, args.cost)
     metrics = evaluate_classifier(classifier, data)
+    if args.cost:
+        # What `python -m training costs` with the same --cost would write.
+        metrics["candidate_model_version"] = metrics["model_version"]
+        metrics["model_version"] = model_version
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -537,6 +621,67 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"{metrics['in_training_range']:.1%} of readings inside the training range, "
             f"{metrics['novel']:.2%} flagged novel"
         )
+    return EXIT_OK
+
+
+def _decision_settings(
+    args: argparse.Namespace, classes: tuple[str, ...]
+) -> tuple[np.ndarray | None, dict[str, float]]:
+    """The --cost matrix (None when no --cost) and the --min-recall settings for ``classes``."""
+    from training.costs import cost_matrix, min_recalls
+
+    try:
+        costs = cost_matrix(args.cost, classes) if args.cost else None
+        return costs, min_recalls(args.min_recall, classes)
+    except CostError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _with_costs(classifier: Any, specs: list[tuple[str, str, float]]) -> Any:
+    """A copy of ``classifier`` whose cost matrix is made of ``specs`` (empty: default costs)."""
+    import dataclasses
+
+    from training.costs import cost_matrix
+
+    try:
+        costs = cost_matrix(specs, classifier.classes)
+    except CostError as exc:
+        raise _UsageError(str(exc)) from None
+    return dataclasses.replace(classifier, costs=costs, metadata=dict(classifier.metadata))
+
+
+def _run_costs(args: argparse.Namespace) -> int:
+    import dataclasses
+    import datetime as dt
+
+    import model
+    from training.costs import describe
+
+    if args.out.is_dir():
+        raise _UsageError(f"--out {args.out} is a directory; give a file path")
+    try:
+        original = model.load(args.model)
+    except model.ArtifactError as exc:
+        raise DataError(str(exc)) from None
+    rewritten = _with_costs(original, args.cost)
+    history = list(original.metadata.get("cost_changes", []))
+    history.append(
+        {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "from_model_version": original.version,
+            "costs": describe(rewritten.costs, rewritten.classes),
+        }
+    )
+    # Metadata is not part of model_version; the matrix is.
+    rewritten = dataclasses.replace(
+        rewritten, metadata={**rewritten.metadata, "cost_changes": history}
+    )
+    rewritten.save(args.out)
+    entries = ", ".join(describe(rewritten.costs, rewritten.classes)) or "none (argmax)"
+    print(
+        f"wrote {args.out} (model_version {rewritten.version}, was {original.version}); "
+        f"costs other than 1: {entries}"
+    )
     return EXIT_OK
 
 
@@ -552,6 +697,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 COMMANDS = {
     "evaluate": (build_evaluate_parser, _run_evaluate),
     "generate": (build_generate_parser, _run_generate),
+    "costs": (build_costs_parser, _run_costs),
 }
 
 

@@ -1,9 +1,13 @@
-"""Labelled readings for training: the built-in synthetic generator and validated CSV loading."""
+"""Labelled readings for training: the built-in synthetic generator and validated CSV / Parquet loading."""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,10 +122,14 @@ def order_classes(names: set[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _location(path: Path, line: int | None = None, column: str | None = None) -> str:
+def _location(
+    path: Path, line: int | None = None, column: str | None = None, row: int | None = None
+) -> str:
     where = f"{path}"
     if line is not None:
         where += f", line {line}"
+    if row is not None:
+        where += f", row {row}"
     if column is not None:
         where += f", column '{column}'"
     return where
@@ -210,7 +218,12 @@ def _label_codes(
     return lookup[values.cat.codes.to_numpy()], tuple(ordered)
 
 
-def load_csv(
+def is_parquet(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a Parquet file (by its suffix, as plants' exports are named)."""
+    return Path(path).suffix.lower() in (".parquet", ".pq")
+
+
+def load_data(
     path: str | os.PathLike[str],
     features: tuple[str, ...] = DEFAULT_FEATURES,
     label: str = DEFAULT_LABEL,
@@ -219,22 +232,17 @@ def load_csv(
     classes: tuple[str, ...] | None = None,
     units: tuple[str, ...] | None = None,
 ) -> Dataset:
-    """Read labelled readings from a CSV file with a header line.
+    """``load_parquet`` for a ``.parquet`` file, ``load_csv`` (plain or ``.gz``) otherwise."""
+    reader = load_parquet if is_parquet(path) else load_csv
+    return reader(path, features, label, group_column, drop_invalid, classes, units)
 
-    ``features`` name the input columns in model order, ``label`` the class column and
-    ``group_column`` (optional) rows that must stay on one side of a split. With ``classes``
-    given (evaluating an existing model) labels must be among them and keep that order;
-    otherwise the classes come from the data (see ``order_classes``).
 
-    Every cell is checked: missing, non-numeric, NaN and infinite readings and missing labels or
-    groups raise DataError naming the file, the first bad line and its column, unless
-    ``drop_invalid`` skips those rows (the count is logged and kept in ``description``).
-    Returns a Dataset whose ``lines`` hold each row's line number in the file.
-    """
-    import pandas as pd
-
-    path = Path(path)
-    features = tuple(features)
+def _check_arguments(
+    features: tuple[str, ...],
+    label: str,
+    group_column: str | None,
+    units: tuple[str, ...] | None,
+) -> None:
     if not features:
         raise DataError("at least one feature column is needed")
     if len(set(features)) != len(features):
@@ -246,11 +254,98 @@ def load_csv(
     if units is not None and len(units) != len(features):
         raise DataError(f"{len(units)} units given for {len(features)} features")
 
+
+def _open_text_bytes(path: Path) -> bytes:
+    """The whole file's bytes, decompressed when it is gzip (as pandas infers from ``.gz``)."""
+    if path.suffix.lower() == ".gz":
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    return path.read_bytes()
+
+
+def check_field_counts(path: Path, n_fields: int) -> None:
+    """Raise DataError naming the first line whose number of fields is not the header's ``n_fields``.
+
+    pandas fills a short row with missing values and, reading only some columns, drops a long
+    row's extra fields without a word: either way the values may sit in the wrong columns.
+    Blank lines are left to the cell checks (they are rows of missing values). Without quote
+    characters a field is what lies between commas, counted in one vectorized pass; a file
+    with quotes goes through the csv module, which knows that a quoted comma is no separator.
+    """
+    try:
+        data = _open_text_bytes(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if b'"' in data:
+        text = io.StringIO(data.decode("utf-8", errors="replace"), newline="")
+        reader = csv.reader(text)
+        for fields in reader:
+            if reader.line_num == 1 or not fields:
+                continue
+            if len(fields) != n_fields:
+                _ragged(path, reader.line_num, len(fields), n_fields)
+        return
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == ord("\n"))
+    if ends.size == 0 or ends[-1] != raw.size - 1:
+        ends = np.append(ends, raw.size)  # a last line without a newline
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    commas = np.bincount(
+        np.searchsorted(ends, np.flatnonzero(raw == ord(","))), minlength=ends.size
+    )
+    length = ends - starts
+    # A line holding nothing, or only the \r of a \r\n ending, is blank.
+    carriage = (length == 1) & (raw[np.minimum(starts, raw.size - 1)] == ord("\r"))
+    blank = (length == 0) | carriage
+    bad = (commas + 1 != n_fields) & ~blank
+    bad[0] = False  # the header
+    if bad.any():
+        index = int(np.argmax(bad))
+        _ragged(path, index + 1, int(commas[index]) + 1, n_fields)
+
+
+def _ragged(path: Path, line: int, found: int, expected: int) -> None:
+    raise DataError(
+        f"{_location(path, line)}: {found} field{'s' if found != 1 else ''} where the header has "
+        f"{expected}; the row is cut short or has extra values (bad data)"
+    )
+
+
+def load_csv(
+    path: str | os.PathLike[str],
+    features: tuple[str, ...] = DEFAULT_FEATURES,
+    label: str = DEFAULT_LABEL,
+    group_column: str | None = None,
+    drop_invalid: bool = False,
+    classes: tuple[str, ...] | None = None,
+    units: tuple[str, ...] | None = None,
+) -> Dataset:
+    """Read labelled readings from a CSV file with a header line (``.csv.gz``: gzip-compressed).
+
+    ``features`` name the input columns in model order, ``label`` the class column and
+    ``group_column`` (optional) rows that must stay on one side of a split. With ``classes``
+    given (evaluating an existing model) labels must be among them and keep that order;
+    otherwise the classes come from the data (see ``order_classes``).
+
+    A line with more or fewer fields than the header raises DataError naming it, with or
+    without ``drop_invalid``: the file's structure is broken, not one value. Every cell is
+    checked: missing, non-numeric, NaN and infinite readings and missing labels or
+    groups raise DataError naming the file, the first bad line and its column, unless
+    ``drop_invalid`` skips those rows (the count is logged and kept in ``description``).
+    Returns a Dataset whose ``lines`` hold each row's line number in the file.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    features = tuple(features)
+    _check_arguments(features, label, group_column, units)
+
     header = read_header(path)
     wanted = {f"feature {i + 1}": name for i, name in enumerate(features)} | {"label": label}
     if group_column is not None:
         wanted["group"] = group_column
     _check_columns(path, header, wanted)
+    check_field_counts(path, len(header))
 
     columns = [*features, label, *([group_column] if group_column is not None else [])]
     try:
@@ -270,9 +365,131 @@ def load_csv(
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot read as CSV ({exc})") from None
-    n_rows = len(frame)
-    if n_rows == 0:
+    if len(frame) == 0:
         raise DataError(f"{path}: no data rows after the header")
+    return _dataset_from_frame(
+        frame,
+        path,
+        features,
+        label,
+        group_column,
+        drop_invalid,
+        classes,
+        units,
+        locate=lambda row, column: _location(path, row + _FIRST_DATA_LINE, column),
+        source="csv",
+        first_number=_FIRST_DATA_LINE,
+    )
+
+
+def load_parquet(
+    path: str | os.PathLike[str],
+    features: tuple[str, ...] = DEFAULT_FEATURES,
+    label: str = DEFAULT_LABEL,
+    group_column: str | None = None,
+    drop_invalid: bool = False,
+    classes: tuple[str, ...] | None = None,
+    units: tuple[str, ...] | None = None,
+) -> Dataset:
+    """``load_csv`` for a Parquet file: the same checks and messages, naming rows (1-based).
+
+    Parquet has no lines, so a bad value is located as "row N", counting data rows from 1,
+    and the Dataset's ``lines`` hold those row numbers. Needs pyarrow (the ``train`` extra).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    features = tuple(features)
+    _check_arguments(features, label, group_column, units)
+    if not path.exists():
+        raise DataError(f"{path}: file does not exist")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a Parquet file")
+    try:
+        header = list(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
+    wanted = {f"feature {i + 1}": name for i, name in enumerate(features)} | {"label": label}
+    if group_column is not None:
+        wanted["group"] = group_column
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    for role, column in wanted.items():
+        if column not in header:
+            raise DataError(
+                f"{_location(path, column=column)}: missing {role} column '{column}' "
+                f"(the file has: {', '.join(header)})"
+            )
+        if column in duplicates:
+            raise DataError(f"{_location(path, column=column)}: the file names '{column}' twice")
+    categorical = [label, *([group_column] if group_column is not None else [])]
+    columns = [*features, *categorical]
+    try:
+        table = pq.read_table(path, columns=columns)
+        frame = _parquet_frame(table, features, categorical)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
+    if len(frame) == 0:
+        raise DataError(f"{path}: no data rows")
+    return _dataset_from_frame(
+        frame,
+        path,
+        features,
+        label,
+        group_column,
+        drop_invalid,
+        classes,
+        units,
+        locate=lambda row, column: _location(path, column=column, row=row + 1),
+        source="parquet",
+        first_number=1,
+    )
+
+
+def _parquet_frame(table: Any, features: tuple[str, ...], categorical: list[str]) -> Any:
+    """A pandas frame of the shape ``pd.read_csv`` gives: categorical labels and groups as text.
+
+    Numeric features keep null (missing) apart from NaN, as the CSV reader does, by staying
+    Arrow-backed; text features arrive as strings and go through the same parsing as CSV text.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    data: dict[str, Any] = {}
+    for name in features:
+        column = table.column(name)
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            data[name] = pd.Series(column.cast(pa.float64()).to_pandas(types_mapper=pd.ArrowDtype))
+        else:
+            data[name] = pd.Series(column.cast(pa.string()).to_pandas(), dtype=object)
+    for name in categorical:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(pa.string())
+        text = pc.utf8_trim_whitespace(column.cast(pa.string()))
+        # An empty label is missing, as an empty CSV cell is.
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        data[name] = pd.Series(pc.dictionary_encode(text).to_pandas())
+    return pd.DataFrame(data)
+
+
+def _dataset_from_frame(
+    frame: Any,
+    path: Path,
+    features: tuple[str, ...],
+    label: str,
+    group_column: str | None,
+    drop_invalid: bool,
+    classes: tuple[str, ...] | None,
+    units: tuple[str, ...] | None,
+    locate: Callable[[int, str], str],
+    source: str,
+    first_number: int,
+) -> Dataset:
+    """Check every cell of a read ``frame`` and build the Dataset; errors name ``locate(row, column)``."""
+    columns = [*features, label, *([group_column] if group_column is not None else [])]
+    n_rows = len(frame)
 
     X = np.empty((n_rows, len(features)), dtype=np.float64)
     invalid = np.zeros(n_rows, dtype=bool)
@@ -308,7 +525,7 @@ def load_csv(
         # The first bad line; within it, features (in order) before label before group.
         row, column, detail = min(problems, key=lambda p: (p[0], columns.index(p[1])))
         raise DataError(
-            f"{_location(path, row + _FIRST_DATA_LINE, column)}: {detail}"
+            f"{locate(row, column)}: {detail}"
             f" ({n_invalid} of {n_rows} rows are invalid; --drop-invalid skips them)"
         )
     keep = ~invalid
@@ -317,7 +534,7 @@ def load_csv(
     if n_invalid:
         logger.warning("%s: skipped %d invalid rows of %d", path, n_invalid, n_rows)
         X, y = X[keep], y[keep]
-    lines = (np.flatnonzero(keep) + _FIRST_DATA_LINE).astype(np.int64)
+    lines = (np.flatnonzero(keep) + first_number).astype(np.int64)
     groups = None
     if group_column is not None:
         groups = np.asarray(frame[group_column].cat.codes.to_numpy()[keep], dtype=np.intp)
@@ -332,7 +549,7 @@ def load_csv(
             ordered, y = kept, remap[y].astype(np.intp)
 
     description: dict[str, Any] = {
-        "source": "csv",
+        "source": source,
         "path": str(path),
         "features": list(features),
         "label": label,

@@ -190,3 +190,10 @@ def test_temperature_scaling_repairs_an_over_confident_model() -> None:
     np.testing.assert_array_equal(
         calibrated.predict_proba(X[test], calibrated=False), raw.predict_proba(X[test])
     )
+
+
+def test_brier_score_by_hand() -> None:
+    P = np.array([[0.7, 0.2, 0.1], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    y = np.array([0, 1, 0])
+    # (0.09 + 0.04 + 0.01), (0.25 + 0.25 + 0), (1 + 0 + 1): at most 2 per reading.
+    assert model.brier_score(P, y) == pytest.approx((0.14 + 0.5 + 2.0) / 3)

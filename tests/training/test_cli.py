@@ -232,12 +232,20 @@ def test_evaluate_json_gives_known_numbers(write_csv, tmp_path: Path, capsys) ->
     assert got["labels"] == ["a", "b"]
     assert got["accuracy"] == pytest.approx(0.8)
     assert got["confusion_matrix"] == [[3, 1], [1, 5]]
+    # One against the rest, thresholding P(class): the highest negative score (0.75 for
+    # both classes) is the threshold at every rate, as fewer than 1 in 4 negatives may pass.
+    at_rates = {name: got["per_class"][name].pop("recall_at_false_alarm_rate") for name in "ab"}
+    assert at_rates == {"a": {"0.01": 0.0, "0.05": 0.0, "0.1": 0.0}} | {
+        "b": pytest.approx({"0.01": 2 / 6, "0.05": 2 / 6, "0.1": 2 / 6})
+    }
     assert got["per_class"]["a"] == pytest.approx(
         {"precision": 0.75, "recall": 0.75, "f1": 0.75, "support": 4}
     )
     assert got["per_class"]["b"] == pytest.approx(
         {"precision": 5 / 6, "recall": 5 / 6, "f1": 5 / 6, "support": 6}
     )
+    assert got["balanced_accuracy"] == pytest.approx((0.75 + 5 / 6) / 2)
+    assert got["decision"] == "argmax" and "expected_cost_per_1000" not in got
     by_hand = -(6 * math.log(0.75) + 2 * math.log(0.25) + 2 * math.log(0.9)) / 10
     assert got["log_loss"] == pytest.approx(by_hand, rel=1e-9)
     # Eight readings at confidence 0.75 with 6 right (gap 0), two at 0.9 both right (gap 0.1).

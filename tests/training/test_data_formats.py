@@ -1,0 +1,185 @@
+"""Files as plants export them: ragged CSV rows, gzip-compressed CSV, Parquet."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.training.conftest import TINY_TRAIN
+from training.cli import main
+from training.data import DataError, load_csv, load_data, load_parquet
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+GOOD = (
+    "temperature,vibration,label,cycle\n"
+    "30,1,normal,0\n31,1.5,normal,0\n45,2.5,warning,1\n46,3,warning,1\n70,5,critical,2\n"
+)
+
+
+def write_parquet(path: Path, columns: dict[str, list]) -> Path:
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "found"),
+    [
+        ("temperature,vibration,label\n1,2,normal\n1,2,normal,9\n3,4,warning\n", 3, 4),
+        ("temperature,vibration,label\n1,2,normal\n3,4,warning\n1,normal\n", 4, 2),
+        # The only bad row is the last, without a final newline.
+        ("temperature,vibration,label\n1,2,normal\n\n3,4,warning\n5,6", 5, 2),
+        ("temperature,vibration,label\r\n1,2,normal\r\n3,4,warning,,\r\n", 3, 5),
+        # Quotes: a quoted comma is part of a value, not a separator.
+        ('temperature,vibration,label\n1,2,"nor,mal"\n3,4,warning,x\n', 3, 4),
+    ],
+)
+def test_ragged_rows_name_file_and_line(write_csv, text: str, line: int, found: int) -> None:
+    path = write_csv(text)
+    for drop_invalid in (False, True):
+        with pytest.raises(DataError) as error:
+            load_csv(path, drop_invalid=drop_invalid)
+        message = str(error.value)
+        assert message.startswith(f"{path}, line {line}: {found} field")
+        assert "where the header has 3" in message
+
+
+def test_ragged_row_exits_2_from_the_command_line(write_csv, tmp_path: Path, capsys) -> None:
+    path = write_csv("temperature,vibration,label\n1,2,normal\n1,2,normal,9\n")
+    out = tmp_path / "m.npz"
+    assert main(["--data", str(path), "--out", str(out), "-q"]) == 2
+    assert f"{path}, line 3: 4 fields" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_quoted_commas_and_blank_lines_are_not_ragged(write_csv) -> None:
+    path = write_csv('temperature,vibration,label\n1,2,"normal"\n3,4,warning\n5,6,"critical"\n')
+    assert load_csv(path).classes == ("normal", "warning", "critical")
+
+
+def test_csv_gz_reads_like_csv(tmp_path: Path, write_csv) -> None:
+    plain = write_csv(GOOD)
+    packed = tmp_path / "data.csv.gz"
+    packed.write_bytes(gzip.compress(GOOD.encode()))
+    a, b = load_csv(plain, group_column="cycle"), load_data(packed, group_column="cycle")
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.groups, b.groups)
+    np.testing.assert_array_equal(a.lines, b.lines)
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(gzip.compress(b"temperature,vibration,label\n1,2,normal\n3,x,warning\n"))
+    with pytest.raises(DataError, match=r"bad\.csv\.gz, line 3, column 'vibration'"):
+        load_data(bad)
+    ragged = tmp_path / "ragged.csv.gz"
+    ragged.write_bytes(gzip.compress(b"temperature,vibration,label\n1,2,normal\n3,warning\n"))
+    with pytest.raises(DataError, match=r"ragged\.csv\.gz, line 3: 2 fields"):
+        load_data(ragged)
+
+
+def test_parquet_reads_like_csv(tmp_path: Path, write_csv) -> None:
+    a = load_csv(write_csv(GOOD), group_column="cycle")
+    path = write_parquet(
+        tmp_path / "data.parquet",
+        {
+            "cycle": [0, 0, 1, 1, 2],
+            "label": ["normal", "normal", "warning", "warning", "critical"],
+            "temperature": [30, 31, 45, 46, 70],  # integers, as an export may write them
+            "vibration": [1.0, 1.5, 2.5, 3.0, 5.0],
+        },
+    )
+    b = load_data(path, group_column="cycle")
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.groups, b.groups)
+    assert a.classes == b.classes
+    np.testing.assert_array_equal(b.lines, [1, 2, 3, 4, 5])
+    assert b.description["source"] == "parquet"
+
+
+GOOD_COLUMNS = {
+    "temperature": [30.0, 31.0, 45.0, 46.0],
+    "vibration": [1.0, 1.5, 2.5, 3.0],
+    "label": ["normal", "normal", "warning", "warning"],
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "where", "problem"),
+    [
+        ({"vibration": [1.0, None, 2.5, 3.0]}, "row 2, column 'vibration'", "missing value"),
+        (
+            {"temperature": [30.0, 31.0, float("nan"), 46.0]},
+            "row 3, column 'temperature'",
+            "NaN or infinite value",
+        ),
+        (
+            {"temperature": ["30", "31", "45", "hot"]},
+            "row 4, column 'temperature'",
+            "non-numeric value 'hot'",
+        ),
+        (
+            {"label": ["normal", None, "warning", "warning"]},
+            "row 2, column 'label'",
+            "missing label",
+        ),
+        ({"label": ["normal", "normal", " ", "warning"]}, "row 3, column 'label'", "missing label"),
+    ],
+)
+def test_bad_parquet_cells_are_named_by_row_and_column(
+    tmp_path: Path, changes: dict, where: str, problem: str
+) -> None:
+    path = write_parquet(tmp_path / "bad.parquet", GOOD_COLUMNS | changes)
+    with pytest.raises(DataError) as error:
+        load_parquet(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}, {where}: {problem}")
+    assert "--drop-invalid skips them" in message
+    assert len(load_parquet(path, drop_invalid=True)) == 3
+
+
+def test_parquet_unknown_class_and_missing_column(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "d.parquet", GOOD_COLUMNS)
+    with pytest.raises(DataError, match=r"row 3, column 'label': unknown class 'warning'"):
+        load_parquet(path, classes=("normal", "critical"))
+    with pytest.raises(DataError, match=r"d\.parquet, column 'cycle': missing group column"):
+        load_parquet(path, group_column="cycle")
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda p: None, "does not exist"),
+        (
+            lambda p: p.write_text("temperature,vibration,label\n1,2,normal\n"),
+            "cannot read as Parquet",
+        ),
+        (lambda p: p.write_bytes(b""), "cannot read as Parquet"),
+    ],
+)
+def test_unreadable_parquet(tmp_path: Path, setup, expected: str) -> None:
+    path = tmp_path / "data.parquet"
+    setup(path)
+    with pytest.raises(DataError, match=expected) as error:
+        load_parquet(path)
+    assert str(path) in str(error.value)
+
+
+def test_train_and_evaluate_on_parquet(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    y = np.arange(n) % 3
+    lows = np.array([[20, 0.5], [35, 1.5], [50, 3.5]])
+    X = lows[y] + rng.random((n, 2)) * [20, 1.5]
+    names = np.array(["normal", "warning", "critical"])[y]
+    path = write_parquet(
+        tmp_path / "d.parquet",
+        {"temperature": X[:, 0], "vibration": X[:, 1], "label": names.tolist()},
+    )
+    out = tmp_path / "m.npz"
+    assert main(["--data", str(path), "--out", str(out), *TINY_TRAIN[2:]]) == 0
+    assert main(["evaluate", "--model", str(out), "--data", str(path), "--json"]) == 0
+    assert '"n": 600' in capsys.readouterr().out
