@@ -52,7 +52,7 @@ class DataPlane:
             return orjson.dumps(self._classify_one(loaded, request))
         clf = loaded.classifier
         P = clf.predict_proba(request.X)
-        best = P.argmax(axis=1)
+        best = clf.decide(P)
         novelty = clf.novelty(request.X)
         self._count(loaded, best, novelty)
         return loaded.encoder.encode(
@@ -62,7 +62,7 @@ class DataPlane:
     def _classify_one(self, loaded: LoadedModel, reading: SingleRequest) -> dict[str, Any]:
         clf = loaded.classifier
         p = clf.predict_proba_one(reading.values)
-        best = p.index(max(p))
+        best = clf.decide_one(p)
         novelty = clf.novelty_one(reading.values)
         classes = loaded.classes
         answer = {
@@ -123,7 +123,7 @@ class DataPlane:
             document, len(loaded.requests.features), self.settings.max_batch
         )
         P = loaded.classifier.predict_proba(X)
-        best = P.argmax(axis=1)
+        best = loaded.classifier.decide(P)
         novelty = loaded.classifier.novelty(X)
         self._count(loaded, best, novelty)
         wanted = list(v2.OUTPUT_NAMES)
@@ -198,6 +198,10 @@ class DataPlane:
             "features": features,
             "classes": list(clf.classes),
             "calibration_temperature": clf.temperature,
+            "costs": {
+                truth: dict(zip(clf.classes, row, strict=True))
+                for truth, row in zip(clf.classes, clf.costs.tolist(), strict=True)
+            },
             "novelty": {
                 "method": detector.method,
                 "threshold": detector.threshold,

@@ -283,7 +283,13 @@ def response_schemas(classes: Sequence[str]) -> ResponseSchemas:
     )
     label = Literal[tuple(classes)]  # type: ignore[valid-type]
     common: dict[str, Any] = {
-        "label": (label, Field(description="The most probable class.")),
+        "label": (
+            label,
+            Field(
+                description="The answer: the class of least expected cost under the model's cost"
+                " matrix (see `GET /model`); with no costs set, the most probable class."
+            ),
+        ),
         "confidence": (_PROBABILITY, Field(description="Calibrated probability of `label`.")),
         "probabilities": (probabilities, ...),
         "in_training_range": (
@@ -411,6 +417,10 @@ class ModelInfo(BaseModel):
     features: list[FeatureInfo]
     classes: list[str]
     calibration_temperature: float
+    costs: dict[str, dict[str, float]] = Field(
+        description="What answering each class (inner key) costs when the truth is each class"
+        " (outer key); the answer is the label of least expected cost."
+    )
     novelty: NoveltyInfo
     trained_at: str | None = Field(description="When training finished (ISO 8601).")
     metrics: dict[str, Any] = Field(description="Metrics measured by training (held-out data).")

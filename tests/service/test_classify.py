@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -163,3 +164,46 @@ def test_content_type_with_charset_is_json(client: FlaskClient) -> None:
         content_type="application/json; charset=utf-8",
     )
     assert response.status_code == 200
+
+
+def test_the_answer_is_the_least_expected_cost_label(tmp_path) -> None:
+    """A miss of `critical` costing 50 turns doubtful readings into critical answers."""
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.support.artifacts import build_classifier
+
+    plain = build_classifier(seed=4)
+    costs = np.ones((3, 3)) - np.eye(3)
+    costs[2, 0] = costs[2, 1] = 50.0  # truth critical, answered normal / warning
+    costly = dataclasses.replace(plain, costs=costs)
+    assert costly.version != plain.version
+    path = tmp_path / "m.npz"
+    costly.save(path)
+    client = create_app(Settings(model_path=path)).test_client()
+
+    rng = np.random.default_rng(5)
+    rows = np.column_stack([rng.uniform(20, 90, 200), rng.uniform(0, 12, 200)])
+    P = plain.predict_proba(rows)
+    # By hand: expected cost of answering j is sum_i P_i C_ij.
+    chosen = (P @ costs).argmin(axis=1)
+    assert (chosen != P.argmax(axis=1)).any(), "the costs should change some answers"
+    readings = [{"temperature": t, "vibration": v} for t, v in rows.tolist()]
+    results = post(client, {"readings": readings})["results"]
+    assert [r["label"] for r in results] == [plain.classes[j] for j in chosen]
+    for r in results:
+        assert r["confidence"] == r["probabilities"][r["label"]]
+    for i in np.flatnonzero(chosen != P.argmax(axis=1))[:5]:
+        single = post(client, readings[i])
+        assert single["label"] == plain.classes[chosen[i]]
+        np.testing.assert_allclose(list(single["probabilities"].values()), P[i], atol=1e-6)
+    v2 = client.post(
+        "/v2/models/sensor-classifier/infer",
+        json={
+            "inputs": [{"name": "x", "shape": [200, 2], "datatype": "FP64", "data": rows.tolist()}]
+        },
+    ).get_json()
+    labels = next(o for o in v2["outputs"] if o["name"] == "label")["data"]
+    assert labels == [plain.classes[j] for j in chosen]
+    shown = client.get("/model").get_json()["costs"]
+    assert shown["critical"] == {"normal": 50.0, "warning": 50.0, "critical": 0.0}
+    assert shown["normal"] == {"normal": 0.0, "warning": 1.0, "critical": 1.0}
