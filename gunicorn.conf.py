@@ -92,21 +92,8 @@ def post_fork(server, worker):
         signal.signal(signum, signal.SIG_DFL)
 
 
-if _server.fair_scheduling:
+def post_request(worker, req, environ, resp):
+    """After each response (already sent), a connection that hogs its worker lets the others go."""
+    from service.gunicorn_support import take_turns
 
-    def post_request(worker, req, environ, resp):
-        """After each response (already sent), let the worker's other waiting connections go first.
-
-        A gevent greenlet only gives way when it would block. On a keep-alive connection whose
-        client sends its next request at once, the read finds it there, so under load one
-        connection can be served again and again while a worker's others wait: at full load
-        (wrk, 16 connections, 2 workers) p99 latency was 200-420 ms with p50 0.4 ms, and over 1 s
-        for batches of 100. Waiting until the loop has served all ready I/O brings p99 to 5-9 ms,
-        for 8-10 % fewer requests per second, which is why it is a choice (SENSOR_FAIR_SCHEDULING)
-        and not the default. gevent.sleep(0) is cheaper but does not poll I/O, so a waiting
-        connection may still not get its turn.
-        """
-        if type(worker).__module__ == "gunicorn.workers.ggevent":
-            import gevent
-
-            gevent.idle()
+    take_turns(worker)

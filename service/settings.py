@@ -94,12 +94,6 @@ class ServerSettings(BaseSettings):
     max_requests_jitter: int = Field(default=10_000, ge=0)
     """Random extra requests (0 to this) per worker, so workers are not all replaced at once."""
 
-    fair_scheduling: bool = False
-    """After each response, let the worker's other connections with a request waiting go first.
-    At full load this cuts p99 latency from hundreds of ms (over 1 s for batches) to under 10 ms,
-    for 8-10 % fewer requests per second; with one connection per worker it adds about 25 µs to
-    each answer."""
-
     access_log: bool = True
     """Whether gunicorn writes one JSON line per request to stdout."""
 

@@ -1,4 +1,4 @@
-"""Settings from the environment, the gunicorn configuration file and its helpers."""
+"""`gunicorn.conf.py` as gunicorn executes it: settings, the JSON access log, signals and fair turns."""
 
 from __future__ import annotations
 
@@ -12,100 +12,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import pydantic
 import pytest
 
-from service.gunicorn_support import JsonLogger, available_cpus, cgroup_cpu_quota
-from service.settings import API_JSON_DEPTH, ServerSettings, Settings
+from service.gunicorn_support import JsonLogger, available_cpus
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def test_settings_come_from_sensor_prefixed_environment(monkeypatch) -> None:
-    monkeypatch.setenv("SENSOR_MODEL_PATH", "/srv/m.npz")
-    monkeypatch.setenv("SENSOR_MAX_BATCH", "50")
-    monkeypatch.setenv("SENSOR_MODEL_NAME", "pump")
-    settings = Settings()
-    assert settings.model_path == Path("/srv/m.npz")
-    assert settings.max_batch == 50 and settings.model_name == "pump"
-    # Explicit arguments win over the environment.
-    assert Settings(max_batch=7).max_batch == 7
-
-
-def test_defaults(monkeypatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("SENSOR_"):
-            monkeypatch.delenv(key)
-    settings, server = Settings(), ServerSettings()
-    assert settings.model_path == Path("models/model.npz")
-    assert settings.model_name == "sensor-classifier"
-    assert settings.max_batch == 10_000
-    assert server.bind == "127.0.0.1:8000" and server.workers is None
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("SENSOR_MAX_BATCH", "0"),
-        ("SENSOR_MAX_JSON_DEPTH", str(API_JSON_DEPTH - 1)),
-        ("SENSOR_REQUEST_TIMEOUT", "0"),
-        ("SENSOR_MODEL_NAME", "a/b"),
-        ("SENSOR_MAX_BODY_BYTES", "lots"),
-    ],
-)
-def test_invalid_settings_are_refused(monkeypatch, name: str, value: str) -> None:
-    monkeypatch.setenv(name, value)
-    with pytest.raises(pydantic.ValidationError):
-        Settings()
-
-
-def test_every_setting_is_documented() -> None:
-    for cls in (Settings, ServerSettings):
-        for name, field in cls.model_fields.items():
-            assert field.description, f"{cls.__name__}.{name} has no docstring"
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def test_cgroup_v2_quota_takes_the_tightest_limit_up_the_tree(tmp_path: Path) -> None:
-    root = tmp_path / "cgroup"
-    write(root / "cpu.max", "max 100000\n")
-    write(root / "kubepods" / "cpu.max", "300000 100000\n")
-    write(root / "kubepods" / "pod1" / "cpu.max", "150000 100000\n")
-    proc = tmp_path / "proc_cgroup"
-    write(proc, "0::/kubepods/pod1\n")
-    assert cgroup_cpu_quota(root, proc) == 1.5
-    write(root / "kubepods" / "pod1" / "cpu.max", "max 100000\n")
-    assert cgroup_cpu_quota(root, proc) == 3.0
-
-
-def test_cgroup_v1_quota(tmp_path: Path) -> None:
-    root = tmp_path / "cgroup"
-    write(root / "cpu" / "cpu.cfs_quota_us", "50000\n")
-    write(root / "cpu" / "cpu.cfs_period_us", "100000\n")
-    assert cgroup_cpu_quota(root, tmp_path / "none") == 0.5
-    write(root / "cpu" / "cpu.cfs_quota_us", "-1\n")
-    assert cgroup_cpu_quota(root, tmp_path / "none") is None
-
-
-def test_no_cgroup_means_no_quota(tmp_path: Path) -> None:
-    assert cgroup_cpu_quota(tmp_path / "missing", tmp_path / "none") is None
-
-
-def test_available_cpus_is_capped_by_quota_and_affinity(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    root = tmp_path / "cgroup"
-    proc = tmp_path / "none"
-    assert available_cpus(root, proc) == 4
-    write(root / "cpu.max", "150000 100000\n")
-    assert available_cpus(root, proc) == 2  # 1.5 CPUs: the second worker uses the half
-    write(root / "cpu.max", "20000 100000\n")
-    assert available_cpus(root, proc) == 1
-    write(root / "cpu.max", "1600000 100000\n")
-    assert available_cpus(root, proc) == 4  # the affinity mask is the smaller bound
 
 
 CONFIG_SETS = (
@@ -198,16 +109,6 @@ def test_no_access_log_when_disabled(monkeypatch) -> None:
     assert written == []
 
 
-def test_service_never_imports_training() -> None:
-    code = (
-        "import sys\n"
-        "import service.app, service.gunicorn_support, service.kserve, service.openapi\n"
-        "leaked = [m for m in sys.modules if m == 'training' or m.startswith('training.')]\n"
-        "assert not leaked, leaked\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
 def test_a_stop_signal_ends_a_worker_that_has_not_installed_its_handlers(
     signum: int, tmp_path: Path
@@ -240,39 +141,56 @@ def run_with_config(
     )
 
 
-def test_fair_scheduling_is_off_by_default(monkeypatch) -> None:
-    # gunicorn's own post_request hook (which does nothing) applies.
-    assert "post_request" not in load_config({}, monkeypatch)
-    assert "post_request" not in load_config({"SENSOR_FAIR_SCHEDULING": "false"}, monkeypatch)
+TURN = (
+    "from gevent import monkey\n"
+    "monkey.patch_all()\n"
+    "import gevent, runpy, socket\n"
+    "from gunicorn.workers.ggevent import GeventWorker\n"
+    "config = runpy.run_path('gunicorn.conf.py')\n"
+    "worker = GeventWorker.__new__(GeventWorker)\n"
+    "served = []\n"
+    "server_side, client_side = socket.socketpair()\n"
+    "def other_connection():\n"
+    "    server_side.recv(100)\n"
+    "    served.append('the other connection')\n"
+    "gevent.spawn(other_connection)\n"
+    "gevent.sleep(0.05)  # it now waits for its socket\n"
+    "client_side.sendall(b'POST /classify HTTP/1.1')  # its request arrives\n"
+)
 
 
-def test_with_fair_scheduling_a_gevent_worker_serves_the_waiting_connections_first(
+def test_a_connection_served_twice_without_blocking_lets_the_waiting_one_go_first(
     tmp_path: Path,
 ) -> None:
-    code = (
-        "from gevent import monkey\n"
-        "monkey.patch_all()\n"
-        "import gevent, runpy, socket\n"
-        "from gunicorn.workers.ggevent import GeventWorker\n"
-        "config = runpy.run_path('gunicorn.conf.py')\n"
-        "served = []\n"
-        "server_side, client_side = socket.socketpair()\n"
-        "def other_connection():\n"
-        "    server_side.recv(100)\n"
-        "    served.append('the other connection')\n"
-        "gevent.spawn(other_connection)\n"
-        "gevent.sleep(0.05)  # it now waits for its socket\n"
-        "client_side.sendall(b'POST /classify HTTP/1.1')  # its request arrives\n"
-        "config['post_request'](GeventWorker.__new__(GeventWorker), None, {}, None)\n"
+    code = TURN + (
+        "config['post_request'](worker, None, {}, None)  # a response; it never blocked since\n"
         "served.append('this connection again')\n"
+        "config['post_request'](worker, None, {}, None)  # and another: now it hogs\n"
+        "served.append('this connection once more')\n"
         "print(served)\n"
     )
-    done = run_with_config(code, tmp_path, fair_scheduling="true")
+    done = run_with_config(code, tmp_path)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert done.stdout.decode().strip() == "['the other connection', 'this connection again']"
+    assert done.stdout.decode().strip() == str(
+        ["this connection again", "the other connection", "this connection once more"]
+    )
 
 
-def test_with_fair_scheduling_other_workers_do_not_touch_gevent(tmp_path: Path) -> None:
+def test_a_connection_that_blocked_between_responses_does_not_wait(tmp_path: Path) -> None:
+    code = TURN + (
+        "idled = []\n"
+        "gevent.idle = lambda *args: idled.append(args)\n"
+        "config['post_request'](worker, None, {}, None)\n"
+        "gevent.sleep(0.01)  # blocked: the loop ran (and served the other connection)\n"
+        "config['post_request'](worker, None, {}, None)\n"
+        "print(served, idled)\n"
+    )
+    done = run_with_config(code, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "['the other connection'] []"
+
+
+def test_other_worker_classes_do_not_touch_gevent(tmp_path: Path) -> None:
     code = (
         "import runpy, sys\n"
         "from gunicorn.workers.gthread import ThreadWorker\n"
@@ -280,5 +198,5 @@ def test_with_fair_scheduling_other_workers_do_not_touch_gevent(tmp_path: Path) 
         "config['post_request'](ThreadWorker.__new__(ThreadWorker), None, {}, None)\n"
         "assert 'gevent' not in sys.modules, 'gevent imported by a thread worker'\n"
     )
-    done = run_with_config(code, tmp_path, fair_scheduling="true")
+    done = run_with_config(code, tmp_path)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
