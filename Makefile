@@ -8,7 +8,11 @@ MODEL ?= models/model.npz
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench lint train clean
+.PHONY: run test bench lint train clean system-tools
+
+# Real programs the tests drive, as command:Debian-package. Installed with apt-get when missing and
+# run as root (as on CI and the team's machines); elsewhere the tests that need one skip, saying so.
+SYSTEM_TOOLS := wrk:wrk
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +36,16 @@ train: $(VENV)/.installed-train
 run: $(VENV)/.installed-train $(MODEL)
 	SENSOR_MODEL_PATH=$(MODEL) SENSOR_BIND=$(HOST):$(PORT) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py service.wsgi:app
 
-test: $(VENV)/.installed-dev
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing$$missing (Debian packages the tests use)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	elif [ -n "$$missing" ]; then echo "not installed:$$missing (tests that need them skip)"; fi
+
+test: $(VENV)/.installed-dev system-tools
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-dev

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,14 +22,15 @@ import numpy as np
 
 from bench import table
 from bench.context import Context
-from bench.procs import REPO_ROOT, BenchError
+from bench.procs import BenchError
 from bench.table import Row
+from tests.support import server as launcher
 
 logger = logging.getLogger(__name__)
 
 SECTION = "http"
-GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
-SERVICE_TARGET = "service.wsgi:app"
+GUNICORN_CONF = launcher.GUNICORN_CONF
+SERVICE_TARGET = launcher.SERVICE_TARGET
 BARE_TARGET = "bench.bare_app:create_app()"
 FASTAPI_TARGET = "bench.fastapi_app:app"
 # The servers this section loads, and the cases each answers: the FastAPI comparison is issue 4's
@@ -154,12 +152,31 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def write_wrk_script(path: Path, body: bytes) -> Path:
-    """A wrk Lua script POSTing ``body`` as JSON and printing a machine-readable summary."""
+# HTTP/1.1 pipelining, as wrk's own scripts/pipeline.lua does it: every write carries several
+# requests, so the server always finds the next one waiting.
+_WRK_PIPELINE = """
+init = function(args)
+  local requests = {{}}
+  for i = 1, {depth} do requests[i] = wrk.format() end
+  pipelined = table.concat(requests)
+end
+
+request = function() return pipelined end
+"""
+
+
+def write_wrk_script(path: Path, body: bytes, pipeline: int = 1) -> Path:
+    """A wrk Lua script POSTing ``body`` as JSON and printing a machine-readable summary.
+
+    ``pipeline`` > 1 sends that many requests per write (HTTP/1.1 pipelining).
+    """
     text = body.decode()
     if "]==]" in text:
         raise ValueError("the body cannot be quoted as a Lua long string")
-    path.write_text(_WRK_SCRIPT.format(body=text, marker=_MARKER))
+    script = _WRK_SCRIPT.format(body=text, marker=_MARKER)
+    if pipeline > 1:
+        script += _WRK_PIPELINE.format(depth=int(pipeline))
+    path.write_text(script)
     return path
 
 
@@ -221,13 +238,6 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
     """POST a JSON body; (status, response body), also for 4xx/5xx answers."""
     req = urllib.request.Request(
@@ -241,64 +251,33 @@ def post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 @dataclass
-class Server:
-    """A server we started (its process group), serving ``/classify`` on ``port``."""
+class Peer:
+    """A server this section loads: its name in the table, what it serves, and the process."""
 
     name: str
     target: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+    server: launcher.Server
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/classify"
+        return f"{self.server.url}/classify"
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.server.process
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return "\n".join(self.server.stderr().splitlines()[-lines:])
 
     def cpu_seconds(self) -> float | None:
         """CPU time used so far by the server and every process under it (its workers)."""
-        return process_tree_cpu_seconds(self.process.pid)
-
-
-def process_tree_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user and system) of ``pid``, its descendants and the children they reaped.
-
-    Read from /proc (Linux); None when ``pid`` is not there.
-    """
-    total = 0
-    pending = [pid]
-    seen = set()
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            if current == pid:
-                return None
-            continue  # a process that ended between the two reads
-        # The fields after the command name (which may hold spaces) start at the state (3rd).
-        fields = stat.rsplit(")", 1)[1].split()
-        # utime, stime, and cutime, cstime: workers that ended and were reaped still count.
-        total += sum(int(value) for value in fields[11:15])
-        pending.extend(int(child) for child in children)
-    return total / os.sysconf("SC_CLK_TCK")
+        return self.server.cpu_seconds()
 
 
 @contextmanager
-def gunicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+def gunicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Peer]:
     """Run `gunicorn -c gunicorn.conf.py TARGET` on a free port of 127.0.0.1; stop it on exit."""
-    if not GUNICORN_CONF.is_file():
-        raise BenchError(f"{GUNICORN_CONF} not found: the HTTP benchmark serves with it")
-    port = free_port()
+    port = launcher.free_port()
     metrics_dir = workdir / f"prometheus-{name}"
     metrics_dir.mkdir(exist_ok=True)
     env = env | {
@@ -308,13 +287,12 @@ def gunicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iter
     }
     # The access log (one JSON line per request on stdout) stays on: it is part of the real
     # configuration, and both apps pay for it alike.
-    command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), target]
-    with _serve(name, target, command, port, env, workdir) as server:
-        yield server
+    with _serve(name, target, launcher.gunicorn_command(target), port, env, workdir) as peer:
+        yield peer
 
 
 @contextmanager
-def uvicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+def uvicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Peer]:
     """Run ``target`` under uvicorn with as many workers as gunicorn.conf.py starts."""
     from service.gunicorn_support import available_cpus
     from service.settings import ServerSettings
@@ -326,7 +304,7 @@ def uvicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Itera
         raise BenchError(
             f"the FastAPI comparison needs the bench extra ({exc}): pip install -e '.[bench]'"
         ) from None
-    port = free_port()
+    port = launcher.free_port()
     workers = ServerSettings().workers or available_cpus()
     # One BLAS thread per worker, as gunicorn.conf.py gives the service. uvicorn's access log
     # stays on (its default), as the service's does: both write a line per request to stdout.
@@ -338,55 +316,23 @@ def uvicorn(name: str, target: str, env: dict[str, str], workdir: Path) -> Itera
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "info",
     ]  # fmt: skip
-    with _serve(name, target, command, port, env, workdir) as server:
-        yield server
+    with _serve(name, target, command, port, env, workdir) as peer:
+        yield peer
 
 
 @contextmanager
 def _serve(
     name: str, target: str, command: list[str], port: int, env: dict[str, str], workdir: Path
-) -> Iterator[Server]:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-            # Its own process group: stopping it can never leave a worker behind.
-            start_new_session=True,
-        )
-    server = Server(name, target, port, process, log)
+) -> Iterator[Peer]:
+    peer = Peer(name, target, launcher.launch(command, port=port, env=env, log_dir=workdir / name))
     try:
-        yield server
+        yield peer
     finally:
-        _stop(server)
+        if peer.process.poll() is None and launcher.stop_process(peer.process, STOP_SECONDS):
+            logger.info("%s stopped with status %s", name, peer.process.returncode)
 
 
-def _stop(server: Server) -> None:
-    """SIGTERM to the server's process group (a graceful stop), SIGKILL if it outlives the bound."""
-    process = server.process
-    if process.poll() is not None:
-        return
-    _signal_group(process, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        logger.warning(
-            "%s did not stop within %g s of SIGTERM; killing it", server.name, STOP_SECONDS
-        )
-        _signal_group(process, signal.SIGKILL)
-        process.wait()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-
-
-def wait_ready(server: Server, body: bytes, timeout: float = READY_TIMEOUT) -> None:
+def wait_ready(server: Peer, body: bytes, timeout: float = READY_TIMEOUT) -> None:
     """Block until ``server`` answers ``body`` with 200, or raise BenchError with its log."""
     deadline = time.monotonic() + timeout
     last = ""
@@ -412,7 +358,7 @@ def wait_ready(server: Server, body: bytes, timeout: float = READY_TIMEOUT) -> N
 
 
 def check_answers(
-    server: Server, bodies: dict[str, bytes], batch_size: int, cases: tuple[str, ...]
+    server: Peer, bodies: dict[str, bytes], batch_size: int, cases: tuple[str, ...]
 ) -> dict[str, int]:
     """Check that ``server`` gives a /classify-shaped answer to each case; their sizes in bytes."""
     sizes = {}

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -50,8 +47,8 @@ def test_a_child_past_its_time_limit_is_killed() -> None:
     assert time.perf_counter() - started < 20
 
 
-def test_process_tree_cpu_counts_live_descendants() -> None:
-    from bench.http_bench import process_tree_cpu_seconds
+def test_server_cpu_counts_live_descendants(tmp_path) -> None:
+    from tests.support.server import clean_environment, launch
 
     # A child whose child (the grandchild) burns 0.4 s of CPU, says so, and stays alive.
     burn = (
@@ -61,19 +58,17 @@ def test_process_tree_cpu_counts_live_descendants() -> None:
         "print('burnt', flush=True)\n"
         "time.sleep(60)\n"
     )
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])",
-        ],
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    with parent, contextlib.ExitStack() as stack:
-        stack.callback(parent.wait)
-        stack.callback(os.killpg, parent.pid, signal.SIGKILL)
-        assert parent.stdout is not None and parent.stdout.readline() == b"burnt\n"
-        seconds = process_tree_cpu_seconds(parent.pid)
+    command = [
+        sys.executable,
+        "-c",
+        f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])",
+    ]
+    server = launch(command, port=0, env=clean_environment(), log_dir=tmp_path)
+    with contextlib.ExitStack() as stack:
+        stack.callback(server.stop)
+        deadline = time.monotonic() + 20
+        while "burnt" not in server.stdout() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seconds = server.cpu_seconds()
         assert seconds is not None and seconds >= 0.35
-    assert process_tree_cpu_seconds(parent.pid) is None
+    assert server.cpu_seconds() is None

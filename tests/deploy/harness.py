@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +14,11 @@ import numpy as np
 import model
 from tests.support.artifacts import middle_reading
 from tests.support.server import (
-    STOP_SECONDS,
     Server,
+    clean_environment,
+    launch,
     stop_process,
     wait_until_ready,
-    with_group,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,60 +27,22 @@ VENV_BIN = Path(sys.executable).parent
 
 def host_environment() -> dict[str, str]:
     """This process's environment without the service's settings, the venv first on PATH."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # Settings from the developer's shell would not exist in the container.
-        if not key.startswith(("SENSOR_", "PROMETHEUS_", "GUNICORN_"))
-    }
+    env = clean_environment()
     env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])
     return env
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group until it exits, SIGKILL if it outlives the bound.
-
-    SIGTERM is repeated because a gunicorn gevent worker that is still booting (monkey-patching,
-    before it installs its own handlers) swallows the first one in the handler it inherited from
-    the arbiter, and would otherwise only go at the arbiter's graceful timeout.
-    """
-    deadline = time.monotonic() + STOP_SECONDS
-    while process.poll() is None and time.monotonic() < deadline:
-        with_group(process, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=1.0)
-    stop_process(process, timeout=STOP_SECONDS)
-
-
 @contextlib.contextmanager
-def running_server(
-    argv: list[str], env: dict[str, str], log_dir: Path, metrics_dir: Path
-) -> Iterator[Server]:
-    """``argv`` started from the repository root (the image's /app), once /readyz is 200.
-
-    Unlike `tests.support.server.start_server`, which always runs the repository's own gunicorn
-    command, this runs exactly the argv and environment it is given.
-    """
+def running_server(argv: list[str], env: dict[str, str], log_dir: Path) -> Iterator[Server]:
+    """Exactly ``argv`` and ``env`` (the image's CMD and ENV), from the repository root (the
+    image's /app), once /readyz is 200; always stopped afterwards."""
     port = int(env["SENSOR_BIND"].rpartition(":")[2])
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stdout_path, stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=err, start_new_session=True
-        )
-    server = Server(
-        url=f"http://127.0.0.1:{port}",
-        port=port,
-        process=process,
-        stdout_path=stdout_path,
-        stderr_path=stderr_path,
-        metrics_dir=metrics_dir,
-    )
+    server = launch(argv, port=port, env=env, log_dir=log_dir)
     try:
         wait_until_ready(server)
         yield server
     finally:
-        stop(process)
+        stop_process(server.process)
 
 
 def check_classify(server: Server, artifact: Path) -> None:

@@ -252,8 +252,7 @@ def image_env(runtime: Stage, tiny_artifact: Path, tmp_path: Path) -> dict[str, 
 def test_dockerfile_cmd_serves_readyz_and_classify(
     runtime: Stage, image_env: dict[str, str], tiny_artifact: Path, tmp_path: Path
 ) -> None:
-    metrics_dir = Path(image_env["PROMETHEUS_MULTIPROC_DIR"])
-    with running_server(runtime.cmd, image_env, tmp_path / "logs", metrics_dir) as server:
+    with running_server(runtime.cmd, image_env, tmp_path / "logs") as server:
         check_classify(server, tiny_artifact)
         # The image's HEALTHCHECK command, run as Docker would, passes against the live server.
         _, check = runtime.healthcheck
@@ -282,8 +281,7 @@ def test_dockerfile_cmd_needs_only_runtime_dependencies(
         "--",
         *runtime.cmd,
     ]
-    metrics_dir = Path(image_env["PROMETHEUS_MULTIPROC_DIR"])
-    with running_server(argv, image_env, tmp_path / "logs", metrics_dir) as server:
+    with running_server(argv, image_env, tmp_path / "logs") as server:
         check_classify(server, tiny_artifact)
     # Optional imports that were refused must not have changed what the service does.
     assert "not a runtime dependency" not in server.stderr() + server.stdout()

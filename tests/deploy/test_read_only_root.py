@@ -83,8 +83,7 @@ def test_cmd_serves_on_a_read_only_root_with_the_deployments_volumes(
         *runtime.cmd,
     ]
     # The metrics directory exists only inside the namespace.
-    metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
-    with running_server(argv, env, tmp_path / "logs", metrics_dir) as server:
+    with running_server(argv, env, tmp_path / "logs") as server:
         check_classify(server, tiny_artifact)
         with server.client() as client:
             # Metrics aggregate the workers' files from the emptyDir.

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.live import REPORT, LiveServer, start_server
 from tests.support.artifacts import write_artifact
+from tests.support.server import Server, start_server
+
+# Lines for the end-of-run summary (the soak's numbers, the attacks' measurements).
+REPORT = pytest.StashKey[list[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,12 +48,12 @@ def artifact(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start real gunicorn servers (``start_server`` arguments); every one is stopped afterwards."""
-    servers: list[LiveServer] = []
+    servers: list[Server] = []
 
-    def start(model_path: Path, **settings: object) -> LiveServer:
-        server = start_server(model_path, tmp_path / f"server-{len(servers)}", **settings)
+    def start(model_path: Path, **settings: object) -> Server:
+        server = start_server(model_path, log_dir=tmp_path / f"server-{len(servers)}", **settings)
         servers.append(server)
         return server
 

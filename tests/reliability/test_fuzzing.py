@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.live import LiveServer, start_server
 from tests.support.artifacts import write_artifact
+from tests.support.server import Server, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -41,16 +41,16 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("fuzzing")
     artifact = write_artifact(directory / "model.npz", seed=1)
-    live = start_server(artifact, directory / "server", workers=2)
+    live = start_server(artifact, log_dir=directory / "server", workers=2)
     yield live
     live.stop()
 
 
 @pytest.mark.timeout(240)
-def test_generated_requests_get_documented_answers_and_never_5xx(server: LiveServer) -> None:
+def test_generated_requests_get_documented_answers_and_never_5xx(server: Server) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=10)
     cases: Counter[str] = Counter()
     operations = []

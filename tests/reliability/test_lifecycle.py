@@ -12,16 +12,16 @@ import httpx
 import orjson
 import pytest
 
-from tests.reliability.live import LiveServer
 from tests.support import rawhttp
 from tests.support.loadgen import BackgroundLoad
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 
 BODY = orjson.dumps({"temperature": 55.0, "vibration": 4.0})
 
 
-def _half_sent_requests(server: LiveServer, count: int) -> list[socket.socket]:
+def _half_sent_requests(server: Server, count: int) -> list[socket.socket]:
     """``count`` connections whose request head and half their body have been sent."""
     data = rawhttp.request_bytes("POST", "/classify", BODY)
     cut = len(data) - len(BODY) // 2
@@ -34,7 +34,7 @@ def _half_sent_requests(server: LiveServer, count: int) -> list[socket.socket]:
 
 
 def test_sigterm_lets_accepted_requests_finish_and_answers_no_5xx(
-    server_factory: Callable[..., LiveServer], artifact: Path
+    server_factory: Callable[..., Server], artifact: Path
 ) -> None:
     server = server_factory(artifact, workers=2)
     version = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
@@ -65,7 +65,7 @@ def test_sigterm_lets_accepted_requests_finish_and_answers_no_5xx(
 
     assert [a.status for a in answers] == [200] * len(in_flight), [a.body for a in answers]
     assert all(a.json()["model_version"] == version for a in answers)  # type: ignore[index]
-    assert exit_code == 0, server.log_text()[-2000:]
+    assert exit_code == 0, server.stderr()[-2000:]
     before = [o for o in result.outcomes if o.sent < terminated_at]
     assert len(before) > 100, "too little load before SIGTERM"
     assert all(o.status == 200 for o in before), [o.error for o in before if o.status != 200][:5]
@@ -76,11 +76,11 @@ def test_sigterm_lets_accepted_requests_finish_and_answers_no_5xx(
     assert statuses <= {200, None}, statuses
     kinds = {o.error.partition("(")[0] for o in result.errors if o.error}
     assert kinds <= {"ConnectionRefusedError", "ConnectionResetError"}, kinds
-    assert "Shutting down: Master" in server.log_text()
+    assert "Shutting down: Master" in server.stderr()
 
 
 def test_stalled_clients_do_not_keep_others_waiting_and_are_cut_off(
-    server_factory: Callable[..., LiveServer], artifact: Path
+    server_factory: Callable[..., Server], artifact: Path
 ) -> None:
     """One worker, so that no second worker can hide a blocked one."""
     request_timeout, keepalive = 2.0, 3

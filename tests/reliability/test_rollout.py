@@ -7,6 +7,8 @@ the load generator's answers through the User-Agent each request carries.
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +16,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.reliability.live import LiveServer
+from bench.http_bench import WrkResult, run_wrk, write_wrk_script
 from tests.support.artifacts import build_classifier, write_artifact
 from tests.support.loadgen import BackgroundLoad, LoadResult
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +31,11 @@ BODY = orjson.dumps({"temperature": 55.0, "vibration": 4.0})
 JSON = {"Content-Type": "application/json"}
 # Connections are renewed now and then, so that every worker gets some of them.
 LOAD = {"connections": 8, "seconds": 60, "max_requests": 200_000, "requests_per_connection": 25}
+# Saturation: wrk keeps 4 keep-alive connections per CPU busy, each with 4 requests always on the
+# wire, so that a worker always finds more to do on the connection it has just answered; the
+# load generator's own connections, whose answers are checked, come on top.
+SATURATION_CONNECTIONS = 4 * (os.cpu_count() or 2)
+SATURATION_PIPELINE = 4
 
 
 def _body(_: int) -> bytes:
@@ -40,7 +49,7 @@ def _replace_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _pids_by_tag(server: LiveServer) -> dict[str, int]:
+def _pids_by_tag(server: Server) -> dict[str, int]:
     return {
         str(record["user_agent"]): int(record["pid"])  # type: ignore[call-overload]
         for record in server.access_records()
@@ -48,7 +57,7 @@ def _pids_by_tag(server: LiveServer) -> dict[str, int]:
     }
 
 
-def _wait_for_access_log(server: LiveServer, result: LoadResult, deadline: float) -> dict[str, int]:
+def _wait_for_access_log(server: Server, result: LoadResult, deadline: float) -> dict[str, int]:
     """The access log is written after each response: wait until it has every request."""
     while True:
         pids = _pids_by_tag(server)
@@ -57,16 +66,16 @@ def _wait_for_access_log(server: LiveServer, result: LoadResult, deadline: float
         time.sleep(0.1)
 
 
-def _reload_lines(server: LiveServer) -> str:
-    return "\n".join(line for line in server.log_text().splitlines() if "serving model" in line)
+def _reload_lines(server: Server) -> str:
+    return "\n".join(line for line in server.stderr().splitlines() if "serving model" in line)
 
 
 def _first_errors(result: LoadResult) -> list[str]:
     return [f"{o.tag}: {o.error}" for o in result.errors[:5]]
 
 
-def test_ten_swaps_under_load_lose_nothing_and_reach_every_worker_within_2_s(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
+def test_ten_swaps_at_saturation_lose_nothing_and_reach_every_worker_within_2_s(
+    server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     path = tmp_path / "models" / "model.npz"
     a, b = build_classifier(seed=11), build_classifier(seed=22)
@@ -74,6 +83,18 @@ def test_ten_swaps_under_load_lose_nothing_and_reach_every_worker_within_2_s(
     a.save(path)
     server = server_factory(path, workers=WORKERS)
     assert len(server.worker_pids()) == WORKERS
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        pytest.skip("wrk (Debian package wrk) is not installed; `make test` installs it")
+    script = write_wrk_script(tmp_path / "pipelined.lua", BODY, pipeline=SATURATION_PIPELINE)
+    saturation: list[WrkResult] = []
+    flood = threading.Thread(
+        target=lambda: saturation.append(
+            run_wrk(wrk, f"{server.url}/classify", script, SATURATION_CONNECTIONS, 2, 30.0)
+        ),
+        daemon=True,
+    )
+    flood.start()
 
     # (before the save began, after it returned, version): the rename happens in between.
     swaps: list[tuple[float, float, str]] = []
@@ -89,8 +110,11 @@ def test_ten_swaps_under_load_lose_nothing_and_reach_every_worker_within_2_s(
             answered = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
             assert answered == clf.version, f"/model still says {answered} after swap {i + 1}"
     result = load.join()
+    flood.join(timeout=60)
+    assert saturation and saturation[0].errors == 0, saturation
+    assert saturation[0].requests >= 2000, saturation
 
-    assert len(result.outcomes) >= 2000, f"only {len(result.outcomes)} requests were sent"
+    assert len(result.outcomes) >= 300, f"only {len(result.outcomes)} requests were sent"
     assert not result.errors, f"{len(result.errors)} failed requests: {_first_errors(result)}"
     assert {o.version for o in result.outcomes} <= {a.version, b.version}
 
@@ -139,7 +163,7 @@ def _zip_with_one_member() -> bytes:
 
 
 def test_corrupt_artifacts_dropped_in_place_under_load_are_refused(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
+    server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
     good = path.read_bytes()
@@ -151,12 +175,12 @@ def test_corrupt_artifacts_dropped_in_place_under_load_are_refused(
     with BackgroundLoad(server.host, server.port, body_for=_body, **LOAD) as load:
         time.sleep(0.3)
         for name, corrupt in CORRUPTIONS.items():
-            before = server.log_text().count("refused new model artifact")
+            before = server.stderr().count("refused new model artifact")
             _replace_atomically(path, corrupt(good))
             time.sleep(ROLLOUT_SECONDS)
             assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200, name
             assert httpx.get(f"{server.url}/model", timeout=5).json()["model_version"] == old
-            refusals[name] = server.log_text().count("refused new model artifact") - before
+            refusals[name] = server.stderr().count("refused new model artifact") - before
     result = load.join()
 
     assert len(result.outcomes) >= 2000, f"only {len(result.outcomes)} requests were sent"
@@ -167,14 +191,14 @@ def test_corrupt_artifacts_dropped_in_place_under_load_are_refused(
     for name, count in refusals.items():
         assert 1 <= count <= WORKERS, f"{name}: {count} refusals logged"
     refusal_lines = [
-        line for line in server.log_text().splitlines() if "refused new model artifact" in line
+        line for line in server.stderr().splitlines() if "refused new model artifact" in line
     ]
     assert all(str(path) in line for line in refusal_lines), refusal_lines[:3]
     assert all("still serving model " + old in line for line in refusal_lines), refusal_lines[:3]
 
 
 def test_a_good_artifact_after_a_refused_one_is_rolled_out(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
+    server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
     server = server_factory(path, workers=WORKERS)
@@ -183,7 +207,7 @@ def test_a_good_artifact_after_a_refused_one_is_rolled_out(
     _replace_atomically(path, b"garbage")
     versions = _versions_for(server, ROLLOUT_SECONDS)
     assert versions == {old}
-    assert "refused new model artifact" in server.log_text()
+    assert "refused new model artifact" in server.stderr()
 
     new = build_classifier(seed=6)
     new.save(path)
@@ -192,7 +216,7 @@ def test_a_good_artifact_after_a_refused_one_is_rolled_out(
 
 
 def test_an_artifact_for_other_features_is_rolled_out_with_its_schema(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
+    server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     """A retrained model may read other sensors: the new request schema comes with it."""
     path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
@@ -211,7 +235,7 @@ def test_an_artifact_for_other_features_is_rolled_out_with_its_schema(
     assert "pressure" in orjson.dumps(document).decode()
 
 
-def _versions_for(server: LiveServer, seconds: float) -> set[str]:
+def _versions_for(server: Server, seconds: float) -> set[str]:
     """Versions answering fresh-connection requests over ``seconds`` (at least 8 requests)."""
     versions: set[str] = set()
     deadline = time.monotonic() + seconds
@@ -226,7 +250,7 @@ def _versions_for(server: LiveServer, seconds: float) -> set[str]:
 
 
 def test_a_symlink_swapped_to_a_new_artifact_is_rolled_out(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
+    server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     """How Kubernetes updates a mounted ConfigMap/volume: the link is replaced, not the file."""
     store = tmp_path / "store"
@@ -247,7 +271,7 @@ def test_a_symlink_swapped_to_a_new_artifact_is_rolled_out(
 
 
 def test_an_artifact_copied_in_place_slowly_is_picked_up_once_complete(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
+    server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     """Not atomic (a user's `cp` over the file): half-written files are refused, none fails."""
     path = write_artifact(tmp_path / "models" / "model.npz", seed=5)
@@ -275,3 +299,33 @@ def test_an_artifact_copied_in_place_slowly_is_picked_up_once_complete(
     assert answered == new.version
     late = [o for o in result.outcomes if o.sent > result.finished - 0.5]
     assert late and {o.version for o in late} == {new.version}
+
+
+def test_idle_workers_switch_too_and_say_so_once(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    """With no requests at all, each worker's watcher rolls out, or refuses, on its own."""
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=1)
+    server = server_factory(path, workers=WORKERS)
+    old = httpx.get(f"{server.url}/model", timeout=5).json()["model_version"]
+
+    _replace_atomically(path, b"PK\x03\x04 not really a zip")
+    time.sleep(ROLLOUT_SECONDS)
+    refusals = [line for line in server.stderr().splitlines() if "refused new model" in line]
+    assert len(refusals) == WORKERS, refusals  # once per worker, not once per check
+    assert all(str(path) in line and "truncated or corrupt" in line for line in refusals)
+    assert _versions_for(server, 0.3) == {old}
+
+    new = build_classifier(seed=2)
+    new.save(path)
+    time.sleep(ROLLOUT_SECONDS)
+    # Measured before any request can have made a worker check: the watchers did it.
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text)
+        for s in family.samples
+    }
+    assert samples[("sensor_model_info", (("version", new.version),))] == 1.0
+    assert samples[("sensor_model_info", (("version", old),))] == 0.0
+    assert server.stderr().count(f"now serving model {new.version}") == WORKERS
+    assert _versions_for(server, 0.3) == {new.version}

@@ -14,8 +14,8 @@ import orjson
 import psutil
 import pytest
 
-from tests.reliability.live import LiveServer
 from tests.support.loadgen import run_load
+from tests.support.server import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
@@ -43,7 +43,7 @@ def _rss(pids: set[int]) -> dict[int, int]:
 
 @pytest.mark.timeout(SOAK_SECONDS + WARMUP_SECONDS + 120)
 def test_soak_64_connections_for_60_s(
-    server_factory: Callable[..., LiveServer], artifact: Path, report: Callable[[str], None]
+    server_factory: Callable[..., Server], artifact: Path, report: Callable[[str], None]
 ) -> None:
     # Worker recycling (max_requests) is off: memory growth is measured per process, so the
     # processes must stay the same ones. Everything else is the production configuration.
@@ -94,4 +94,4 @@ def test_soak_64_connections_for_60_s(
     assert server.process.poll() is None
     for pid, g in growth.items():
         assert g < MAX_RSS_GROWTH, f"worker {pid} grew {g:.1%}"
-    assert "Traceback" not in server.log_text()
+    assert "Traceback" not in server.stderr()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,32 +92,55 @@ async def _connection(
     stop: threading.Event,
     request_timeout: float,
     requests_per_connection: int | None,
+    pipeline: int,
 ) -> None:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
     n = on_this_connection = 0
-    while time.monotonic() < stop_at and not stop.is_set() and budget[0] > 0:
-        budget[0] -= 1
-        tag = f"load-{index}-{n}"
-        n += 1
-        sent = time.monotonic()
+    in_flight: deque[tuple[str, float]] = deque()
+
+    def more() -> bool:
+        return time.monotonic() < stop_at and not stop.is_set() and budget[0] > 0
+
+    while more() or in_flight:
         try:
             if writer is None:
+                if not more():
+                    break
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, port), request_timeout
                 )
             assert reader is not None
-            writer.write(post_request(path, body_for(index), tag))
+            # Keep ``pipeline`` requests on the wire: the server finds the next one already
+            # there when it has answered one, as from a client that never pauses.
+            while (
+                more()
+                and len(in_flight) < pipeline
+                and not (requests_per_connection and on_this_connection >= requests_per_connection)
+            ):
+                budget[0] -= 1
+                tag = f"load-{index}-{n}"
+                n += 1
+                on_this_connection += 1
+                in_flight.append((tag, time.monotonic()))
+                writer.write(post_request(path, body_for(index), tag))
+            if not in_flight:
+                writer.close()
+                reader = writer = None
+                on_this_connection = 0
+                continue
             status, body, closing = await asyncio.wait_for(_read_response(reader), request_timeout)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-            result.outcomes.append(
-                Outcome(sent, time.monotonic() - sent, None, None, repr(exc), tag)
-            )
+            now = time.monotonic()
+            for tag, sent in in_flight:
+                result.outcomes.append(Outcome(sent, now - sent, None, None, repr(exc), tag))
+            in_flight.clear()
             if writer is not None:
                 writer.close()
             reader = writer = None
             on_this_connection = 0
             continue
+        tag, sent = in_flight.popleft()
         latency = time.monotonic() - sent
         version = error = None
         if status == 200:
@@ -127,9 +151,20 @@ async def _connection(
         else:
             error = f"status {status}: {body[:200]!r}"
         result.outcomes.append(Outcome(sent, latency, status, version, error, tag))
-        on_this_connection += 1
-        # Like any correct client: no further request on a connection the server is closing.
-        if closing or (requests_per_connection and on_this_connection >= requests_per_connection):
+        # Like any correct client: no further request on a connection the server is closing;
+        # requests already pipelined behind that answer are lost, and counted as failed.
+        if closing:
+            now = time.monotonic()
+            for lost, lost_sent in in_flight:
+                result.outcomes.append(
+                    Outcome(lost_sent, now - lost_sent, None, None, "closed by the server", lost)
+                )
+            in_flight.clear()
+        if closing or (
+            not in_flight
+            and requests_per_connection
+            and on_this_connection >= requests_per_connection
+        ):
             writer.close()
             reader = writer = None
             on_this_connection = 0
@@ -149,11 +184,13 @@ def run_load(
     stop: threading.Event | None = None,
     request_timeout: float = 10.0,
     requests_per_connection: int | None = None,
+    pipeline: int = 1,
 ) -> LoadResult:
     """Keep ``connections`` keep-alive connections busy for ``seconds`` or ``max_requests``.
 
     A failed request is recorded and its connection replaced by a new one; so is a connection
-    that has carried ``requests_per_connection`` requests. ``stop`` ends the load early.
+    that has carried ``requests_per_connection`` requests. Each connection keeps ``pipeline``
+    requests in flight (HTTP/1.1 pipelining). ``stop`` ends the load early.
     """
     result = LoadResult()
     budget = [max_requests]
@@ -176,6 +213,7 @@ def run_load(
                     stop,
                     request_timeout,
                     requests_per_connection,
+                    pipeline,
                 )
                 for i in range(connections)
             )
