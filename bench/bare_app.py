@@ -21,6 +21,8 @@ _RESULT = {
     "confidence": _PROBABILITIES[0],
     "probabilities": dict(zip(_CLASSES, _PROBABILITIES, strict=True)),
     "in_training_range": True,
+    "novel": False,
+    "novelty": 0.3127,
 }
 SINGLE_ANSWER = orjson.dumps(_RESULT | {"model_version": _VERSION})
 
