@@ -78,9 +78,10 @@ def test_ten_swaps_at_saturation_lose_nothing_and_reach_every_worker_within_2_s(
     server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     path = tmp_path / "models" / "model.npz"
-    a, b = build_classifier(seed=11), build_classifier(seed=22)
-    assert a.version != b.version
-    a.save(path)
+    # Three models in turn, so that the model before a swap is never the one after the next.
+    models = [build_classifier(seed=seed) for seed in (11, 22, 33)]
+    assert len({m.version for m in models}) == 3
+    models[0].save(path)
     server = server_factory(path, workers=WORKERS)
     assert len(server.worker_pids()) == WORKERS
     wrk = shutil.which("wrk")
@@ -101,7 +102,7 @@ def test_ten_swaps_at_saturation_lose_nothing_and_reach_every_worker_within_2_s(
     with BackgroundLoad(server.host, server.port, body_for=_body, **LOAD) as load:
         time.sleep(0.5)
         for i in range(10):
-            clf = b if i % 2 == 0 else a
+            clf = models[(i + 1) % 3]
             began = time.monotonic()
             clf.save(path)  # atomic, exactly as `python -m training` writes
             swaps.append((began, time.monotonic(), clf.version))
@@ -116,24 +117,29 @@ def test_ten_swaps_at_saturation_lose_nothing_and_reach_every_worker_within_2_s(
 
     assert len(result.outcomes) >= 300, f"only {len(result.outcomes)} requests were sent"
     assert not result.errors, f"{len(result.errors)} failed requests: {_first_errors(result)}"
-    assert {o.version for o in result.outcomes} <= {a.version, b.version}
+    assert {o.version for o in result.outcomes} <= {m.version for m in models}
 
     # Within 2 s of each swap every worker answers with the new model: every request sent
-    # between (swap + 2 s) and the next swap got it, and every worker answered some of them.
+    # after (swap + 2 s) and answered before the next swap began got it (one answered after
+    # that may already have the next model), none got an older one, and every worker answered.
     pids = _wait_for_access_log(server, result, time.monotonic() + 10)
     workers = server.worker_pids()
     assert len(workers) == WORKERS, "a worker died or was replaced during the rollout"
     ends = [began for began, _, _ in swaps[1:]] + [result.finished]
-    for (_, swapped_at, version), end in zip(swaps, ends, strict=True):
-        settled = [o for o in result.outcomes if swapped_at + ROLLOUT_SECONDS <= o.sent < end]
-        assert settled, "no request was sent after the rollout window"
-        stale = [o for o in settled if o.version != version]
+    following = [version for _, _, version in swaps[1:]] + [None]
+    for (_, swapped_at, version), end, after in zip(swaps, ends, following, strict=True):
+        sent_late = [o for o in result.outcomes if swapped_at + ROLLOUT_SECONDS <= o.sent < end]
+        settled = [o for o in sent_late if o.sent + o.latency < end]
+        assert settled, "no request was answered after the rollout window"
+        stale = [o for o in settled if o.version != version] + [
+            o for o in sent_late if o.version not in (version, after)
+        ]
         assert not stale, (
             f"{len(stale)} answers to requests sent more than {ROLLOUT_SECONDS} s after the swap"
-            f" to {version} came from the old model: "
+            f" to {version} came from an older model: "
             + ", ".join(
                 f"{o.tag} sent at +{o.sent - swapped_at:.3f} s, latency {o.latency:.3f} s,"
-                f" worker {pids.get(o.tag)}"
+                f" worker {pids.get(o.tag)}, model {o.version}"
                 for o in stale[:5]
             )
             + "\n"
