@@ -47,16 +47,22 @@ def read_body(
     deadline: Deadline,
     *,
     untyped_is_json: bool = False,
+    media_types: tuple[str, ...] = (JSON,),
 ) -> bytes:
     """The request body, within the size and time limits; raises 415, 413, 408 or 400.
 
-    ``untyped_is_json``: a body sent without any Content-Type is taken as JSON (what the Open
-    Inference Protocol's clients send); a wrong Content-Type is always a 415.
+    ``media_types``: the Content-Types accepted (JSON by default). ``untyped_is_json``: a body
+    sent without any Content-Type is accepted too (what the Open Inference Protocol's clients
+    send); a wrong Content-Type is always a 415.
     """
     mimetype = media_type(environ)
-    if mimetype != JSON and (mimetype or not untyped_is_json):
+    if mimetype not in media_types and (mimetype or not untyped_is_json):
         shown = mimetype or "no Content-Type"
-        raise UnsupportedMediaType(f"the body must be JSON (Content-Type: {JSON}), got {shown}")
+        if media_types == (JSON,):
+            expected = f"JSON (Content-Type: {JSON})"
+        else:
+            expected = "Content-Type " + " or ".join(media_types)
+        raise UnsupportedMediaType(f"the body must be {expected}, got {shown}")
     limit = settings.max_body_bytes
     length_header = environ.get("CONTENT_LENGTH")
     length: int | None = None

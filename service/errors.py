@@ -14,7 +14,12 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 # Open Inference Protocol (KServe V2) clients expect that protocol's own error body.
-V2_PREFIX = "/v2/"
+V2_ROOT = "/v2"
+
+
+def is_v2_path(path: str) -> bool:
+    """Whether ``path`` belongs to the Open Inference Protocol (`/v2` and everything under it)."""
+    return path == V2_ROOT or path.startswith(V2_ROOT + "/")
 
 
 class ServiceError(Exception):
@@ -90,7 +95,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """The error envelope: ``{"error": {"status", "message", "details"}}``; V2 paths get theirs."""
-    if request and request.path.startswith(V2_PREFIX):
+    if request and is_v2_path(request.path):
         return json_response({"error": message}, status, headers)
     envelope = {"error": {"status": status, "message": message, "details": list(details)}}
     return json_response(envelope, status, headers)
