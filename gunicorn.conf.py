@@ -69,6 +69,9 @@ def on_starting(server):
     check_model()
     # Workers are forked from this process and inherit the patched error writer.
     install_json_errors()
+    from service.gunicorn_support import install_protocol_errors
+
+    install_protocol_errors()
 
 
 def child_exit(server, worker):

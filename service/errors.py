@@ -10,16 +10,12 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+# Open Inference Protocol (KServe V2) clients expect that protocol's own error body.
+from service.protocol_paths import is_v2_path
+
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
-# Open Inference Protocol (KServe V2) clients expect that protocol's own error body.
-V2_ROOT = "/v2"
-
-
-def is_v2_path(path: str) -> bool:
-    """Whether ``path`` belongs to the Open Inference Protocol (`/v2` and everything under it)."""
-    return path == V2_ROOT or path.startswith(V2_ROOT + "/")
 
 
 class ServiceError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import math
@@ -152,3 +153,86 @@ def install_json_errors() -> None:
     from gunicorn import util
 
     util.write_error = write_json_error
+
+
+# The path of the request whose parse error gunicorn is answering, while it answers it. A context
+# variable: each gevent greenlet (one per connection) has its own.
+_ERROR_PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "sensor_error_path", default=None
+)
+
+
+def _request_path(req: Any, exc: BaseException) -> str | None:
+    """The path of the request gunicorn failed on, as far as it was read (None: unknown)."""
+    for candidate in (req, getattr(exc, "req", None), getattr(exc, "sensor_request", None)):
+        path = getattr(candidate, "path", None)
+        if isinstance(path, str):
+            return path
+        if isinstance(candidate, str):  # the request line (or target) gunicorn could not parse
+            words = candidate.split()
+            target = words[0] if len(words) == 1 else words[1] if len(words) > 1 else ""
+            return target.partition("?")[0]
+    return None
+
+
+def write_protocol_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error answer in the envelope of the API the request was for.
+
+    A request for the Open Inference Protocol's paths gets that protocol's `{"error": "..."}`;
+    any other (or one whose path gunicorn never read) the service's envelope.
+    """
+    from gunicorn import util
+
+    from service.protocol_paths import is_v2_path
+
+    path = _ERROR_PATH.get()
+    if path is None or not is_v2_path(path):
+        write_json_error(sock, status_int, reason, mesg)
+        return
+    body = orjson.dumps({"error": mesg or reason})
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def install_protocol_errors() -> None:
+    """Make gunicorn's parser errors of `/v2` requests answer in the protocol's format.
+
+    gunicorn's `Worker.handle_error` knows the request (when it got that far) but calls
+    `util.write_error` without it, so it is wrapped to make the path known meanwhile; and a
+    request that fails after its request line is read (its headers) carries itself on the
+    error, as gunicorn already does for some header errors.
+    """
+    from gunicorn import util
+    from gunicorn.http.errors import ParseException
+    from gunicorn.http.message import Request
+    from gunicorn.workers.base import Worker
+
+    if getattr(Worker.handle_error, "sensor_protocol_errors", False):
+        return
+    handle_error = Worker.handle_error
+    parse = Request.parse
+
+    def handle_error_knowing_the_path(
+        self: Any, req: Any, client: Any, addr: Any, exc: BaseException
+    ) -> None:
+        token = _ERROR_PATH.set(_request_path(req, exc))
+        try:
+            handle_error(self, req, client, addr, exc)
+        finally:
+            _ERROR_PATH.reset(token)
+
+    def parse_remembering_the_request(self: Any, unreader: Any) -> Any:
+        try:
+            return parse(self, unreader)
+        except ParseException as exc:
+            if self.path is not None:
+                exc.sensor_request = self  # type: ignore[attr-defined]
+            raise
+
+    handle_error_knowing_the_path.sensor_protocol_errors = True  # type: ignore[attr-defined]
+    Worker.handle_error = handle_error_knowing_the_path  # type: ignore[method-assign]
+    Request.parse = parse_remembering_the_request  # type: ignore[method-assign]
+    util.write_error = write_protocol_error

@@ -20,6 +20,7 @@ from service.inference_protocol import (
     split_body,
 )
 from service.openapi import documented
+from service.protocol_paths import V2_ROOT
 from service.settings import Settings
 
 TAGS = ("Open Inference Protocol (KServe V2)",)
@@ -47,7 +48,7 @@ def _model_version(loaded, settings: Settings) -> str:  # type: ignore[no-untype
 
 def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
     """The protocol's health, metadata and inference endpoints for the one served model."""
-    v2 = Blueprint("v2", __name__, url_prefix="/v2")
+    v2 = Blueprint("v2", __name__, url_prefix=V2_ROOT)
     deadline = body_deadline()
     parameters = {"model_name": _model_name, "model_version": _model_version}
     # Each operation is served at `/models/{name}` and at `/models/{name}/versions/{version}`.

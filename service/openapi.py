@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 
-from service.errors import is_v2_path
 from service.inference_protocol import V2Error
+from service.protocol_paths import is_v2_path
 from service.runtime import LoadedModel, ModelRuntime
 from service.schemas import ErrorResponse
 from service.settings import Settings
