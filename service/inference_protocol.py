@@ -18,6 +18,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     create_model,
+    field_validator,
 )
 
 from service.body import utf8_text
@@ -52,6 +53,16 @@ class OutputParameters(BaseModel):
     binary_data: StrictBool | None = None
     """True: this output comes as binary tensor data after the JSON header; false: as JSON
     `data`. Absent: as the request's `binary_data_output` says."""
+    classification: None = Field(
+        default=None,
+        description="Triton's classification extension, which is not implemented: refused.",
+    )
+
+    @field_validator("classification", mode="before")
+    @classmethod
+    def _not_implemented(cls, value: Any) -> None:
+        # Ignoring it would answer raw tensors to a client expecting top-k classes.
+        raise ValueError("the classification extension is not implemented (see GET /v2)")
 
 
 class RequestParameters(BaseModel):

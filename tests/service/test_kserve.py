@@ -360,3 +360,14 @@ def test_every_error_under_v2_is_a_v2_error(client: FlaskClient) -> None:
     ):
         assert response.status_code in (404, 405)
         kserve.V2Error.model_validate(response.get_json())
+
+
+def test_the_classification_extension_is_refused(client: FlaskClient) -> None:
+    body = infer_body(
+        [47.5, 2.3], [1, 2], outputs=[{"name": "label", "parameters": {"classification": 2}}]
+    )
+    response = client.post(INFER, json=body)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "outputs.0.parameters.classification" in error and "not implemented" in error
+    assert "classification" not in client.get("/v2").get_json()["extensions"]

@@ -269,6 +269,17 @@ def test_errors_the_client_can_provoke_carry_the_services_message(
             fresh.close()
         assert raised.value.status() == status
         assert fragment in raised.value.message(), raised.value.message()
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer(
+            NAME,
+            [readings_input(readings(1))],
+            outputs=[triton.InferRequestedOutput("probabilities", class_count=2)],
+        )
+    assert raised.value.status() == "400"
+    assert raised.value.message() == (
+        "invalid inference request at outputs.0.parameters.classification:"
+        " Value error, the classification extension is not implemented (see GET /v2)"
+    )
 
 
 def test_the_same_error_over_plain_http(served: Server) -> None:
