@@ -124,7 +124,8 @@ def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
             400: "Malformed JSON, an invalid inference request, or binary tensor data that"
             " disagrees with the shapes.",
             404: "No model of that name (or version).",
-            415: f"Not JSON (no Content-Type is JSON too); with binary tensor data, not {BINARY}.",
+            415: f"A Content-Type other than {JSON}; none counts as JSON, and with binary"
+            f" tensor data {BINARY} is accepted too.",
             500: "A fault of the service (never caused by the request).",
         },
         parameters=parameters,
