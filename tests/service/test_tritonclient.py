@@ -329,3 +329,17 @@ def test_gunicorns_own_errors_elsewhere_keep_the_service_envelope(served: Server
     )
     error = httpx.Response(200, content=body).json()["error"]
     assert got == 400 and error["status"] == 400 and error["message"]
+
+
+@pytest.mark.parametrize("path", ["/v2/models/sensor-classifier/infer", "/classify"])
+def test_a_malformed_chunked_body_is_400_in_each_apis_envelope(served: Server, path: str) -> None:
+    # gunicorn parses chunks as the app reads the body; its error used to surface as a 500.
+    got, body = raw_exchange(
+        served.port,
+        f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n".encode()
+        + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    )
+    error = httpx.Response(200, content=body).json()["error"]
+    assert got == 400
+    message = error if path.startswith("/v2") else error["message"]
+    assert isinstance(message, str) and message.startswith("malformed request body: ")
