@@ -36,6 +36,12 @@ def body_deadline() -> Deadline:
     return lambda seconds: contextlib.nullcontext()
 
 
+def server_parse_errors() -> tuple[type[BaseException], ...]:
+    """What the server we run in raises reading a body it cannot parse (gunicorn: a bad chunk)."""
+    errors = sys.modules.get("gunicorn.http.errors")
+    return (errors.ParseException,) if errors is not None else ()
+
+
 def media_type(environ: dict[str, Any]) -> str:
     """The request's Content-Type without parameters, lower case ("" when absent)."""
     return str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower()
@@ -47,16 +53,22 @@ def read_body(
     deadline: Deadline,
     *,
     untyped_is_json: bool = False,
+    media_types: tuple[str, ...] = (JSON,),
 ) -> bytes:
     """The request body, within the size and time limits; raises 415, 413, 408 or 400.
 
-    ``untyped_is_json``: a body sent without any Content-Type is taken as JSON (what the Open
-    Inference Protocol's clients send); a wrong Content-Type is always a 415.
+    ``media_types``: the Content-Types accepted (JSON by default). ``untyped_is_json``: a body
+    sent without any Content-Type is accepted too (what the Open Inference Protocol's clients
+    send); a wrong Content-Type is always a 415.
     """
     mimetype = media_type(environ)
-    if mimetype != JSON and (mimetype or not untyped_is_json):
+    if mimetype not in media_types and (mimetype or not untyped_is_json):
         shown = mimetype or "no Content-Type"
-        raise UnsupportedMediaType(f"the body must be JSON (Content-Type: {JSON}), got {shown}")
+        if media_types == (JSON,):
+            expected = f"JSON (Content-Type: {JSON})"
+        else:
+            expected = "Content-Type " + " or ".join(media_types)
+        raise UnsupportedMediaType(f"the body must be {expected}, got {shown}")
     limit = settings.max_body_bytes
     length_header = environ.get("CONTENT_LENGTH")
     length: int | None = None
@@ -72,12 +84,19 @@ def read_body(
     stream = environ["wsgi.input"]
     data: bytes | None = None
     with deadline(settings.request_timeout):
-        if length is not None:
-            data = stream.read(length) if length else b""
-        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            data = stream.read(limit + 1)
-        else:
-            data = b""
+        try:
+            if length is not None:
+                data = stream.read(length) if length else b""
+            elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+                data = stream.read(limit + 1)
+            else:
+                data = b""
+        except server_parse_errors() as exc:
+            # The client's framing is broken (a bad chunk): its fault, and the connection's
+            # position in the stream is lost.
+            raise MalformedRequest(
+                f"malformed request body: {exc}", headers={"Connection": "close"}
+            ) from None
     if data is None:
         raise RequestTimeout(
             f"the body did not arrive within {settings.request_timeout:g} s"

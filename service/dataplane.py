@@ -116,28 +116,40 @@ class DataPlane:
             len(loaded.classes),
         )
 
-    def infer(self, model_name: str, document: Any, version: str | None = None) -> dict[str, Any]:
-        """`POST /v2/models/{name}/infer` on a parsed body: the inference response."""
+    def server_metadata(self) -> dict[str, Any]:
+        """`GET /v2`: the server's name, version and the protocol extensions it implements."""
+        return v2.server_metadata()
+
+    def infer(
+        self,
+        model_name: str,
+        document: Any,
+        version: str | None = None,
+        tensor_data: bytes = b"",
+    ) -> v2.EncodedResponse:
+        """`POST /v2/models/{name}[/versions/{version}]/infer` on a parsed JSON header.
+
+        ``tensor_data``: the binary tensor data that followed the header (binary tensor data
+        extension). The answer is JSON, or a JSON header and binary outputs after it.
+        """
         loaded = self.served(model_name, version)
         request, X = v2.parse_inference_request(
-            document, len(loaded.requests.features), self.settings.max_batch
+            document, len(loaded.requests.features), self.settings.max_batch, tensor_data
         )
         P = loaded.classifier.predict_proba(X)
         best = loaded.classifier.decide(P)
         novelty = loaded.classifier.novelty(X)
         self._count(loaded, best, novelty)
-        wanted = list(v2.OUTPUT_NAMES)
-        if request.outputs is not None:
-            wanted = [output.name for output in request.outputs]
+        wanted = v2.requested_outputs(request)
         labels = np.asarray(loaded.classes)[best].tolist()
         answer: dict[str, Any] = {
             "model_name": self.settings.model_name,
             "model_version": loaded.version,
-            "outputs": v2.outputs(wanted, P, labels, novelty > 1.0),
         }
         if request.id is not None:
             answer["id"] = request.id
-        return answer
+        tensors = v2.outputs([name for name, _ in wanted], P, labels, novelty > 1.0)
+        return v2.encode_response(answer, tensors, [binary for _, binary in wanted])
 
     # --- health and description --------------------------------------------------------------
 

@@ -10,11 +10,12 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+# Open Inference Protocol (KServe V2) clients expect that protocol's own error body.
+from service.protocol_paths import is_v2_path
+
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
-# Open Inference Protocol (KServe V2) clients expect that protocol's own error body.
-V2_PREFIX = "/v2/"
 
 
 class ServiceError(Exception):
@@ -90,7 +91,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """The error envelope: ``{"error": {"status", "message", "details"}}``; V2 paths get theirs."""
-    if request and request.path.startswith(V2_PREFIX):
+    if request and is_v2_path(request.path):
         return json_response({"error": message}, status, headers)
     envelope = {"error": {"status": status, "message": message, "details": list(details)}}
     return json_response(envelope, status, headers)

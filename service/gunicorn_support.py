@@ -3,6 +3,7 @@ and fair turns between a gevent worker's connections."""
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import math
@@ -132,29 +133,6 @@ def check_model() -> None:
         raise SystemExit(1) from None
 
 
-def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's own error answer (a request it cannot parse) in the service's JSON envelope.
-
-    gunicorn answers such requests before the app sees them, with an HTML page; this replaces
-    `gunicorn.util.write_error` so that every error status carries the one envelope.
-    """
-    from gunicorn import util
-
-    body = orjson.dumps({"error": {"status": status_int, "message": mesg or reason, "details": []}})
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    util.write_nonblock(sock, head.encode("latin-1") + body)
-
-
-def install_json_errors() -> None:
-    """Make gunicorn's parser errors (bad Content-Length, request line, headers) JSON."""
-    from gunicorn import util
-
-    util.write_error = write_json_error
-
-
 def take_turns(worker: Any) -> None:
     """After a response: let the worker's other ready connections go first, if this one hogs.
 
@@ -175,3 +153,89 @@ def take_turns(worker: Any) -> None:
     if getattr(greenlet, "_sensor_served_at", None) == loop.iteration:
         gevent.idle()
     greenlet._sensor_served_at = loop.iteration  # type: ignore[attr-defined]
+
+
+# The path of the request whose parse error gunicorn is answering, while it answers it. A context
+# variable: each gevent greenlet (one per connection) has its own.
+_ERROR_PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "sensor_error_path", default=None
+)
+
+
+def _request_path(req: Any, exc: BaseException) -> str | None:
+    """The path of the request gunicorn failed on, as far as it was read (None: unknown)."""
+    for candidate in (req, getattr(exc, "req", None), getattr(exc, "sensor_request", None)):
+        path = getattr(candidate, "path", None)
+        if isinstance(path, str):
+            return path
+        if isinstance(candidate, str):  # the request line (or target) gunicorn could not parse
+            words = candidate.split()
+            target = words[0] if len(words) == 1 else words[1] if len(words) > 1 else ""
+            return target.partition("?")[0]
+    return None
+
+
+def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error answer (a request it cannot parse) in the envelope of its API.
+
+    gunicorn answers such requests before the app sees them, with an HTML page; this replaces
+    `gunicorn.util.write_error` so that every error status carries the JSON envelope: the Open
+    Inference Protocol's `{"error": "..."}` for its paths, the service's for any other (or for a
+    request whose path gunicorn never read).
+    """
+    from gunicorn import util
+
+    from service.protocol_paths import is_v2_path
+
+    path, message = _ERROR_PATH.get(), mesg or reason
+    if path is not None and is_v2_path(path):
+        payload: dict[str, Any] = {"error": message}
+    else:
+        payload = {"error": {"status": status_int, "message": message, "details": []}}
+    body = orjson.dumps(payload)
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def install_json_errors() -> None:
+    """Make gunicorn's parser errors (bad Content-Length, request line, headers) JSON.
+
+    gunicorn's `Worker.handle_error` knows the request (when it got that far) but calls
+    `util.write_error` without it, so it is wrapped to make the path known meanwhile; and a
+    request that fails after its request line is read (its headers) carries itself on the
+    error, as gunicorn already does for some header errors.
+    """
+    from gunicorn import util
+    from gunicorn.http.errors import ParseException
+    from gunicorn.http.message import Request
+    from gunicorn.workers.base import Worker
+
+    if getattr(Worker.handle_error, "sensor_protocol_errors", False):
+        return
+    handle_error = Worker.handle_error
+    parse = Request.parse
+
+    def handle_error_knowing_the_path(
+        self: Any, req: Any, client: Any, addr: Any, exc: BaseException
+    ) -> None:
+        token = _ERROR_PATH.set(_request_path(req, exc))
+        try:
+            handle_error(self, req, client, addr, exc)
+        finally:
+            _ERROR_PATH.reset(token)
+
+    def parse_remembering_the_request(self: Any, unreader: Any) -> Any:
+        try:
+            return parse(self, unreader)
+        except ParseException as exc:
+            if self.path is not None:
+                exc.sensor_request = self  # type: ignore[attr-defined]
+            raise
+
+    handle_error_knowing_the_path.sensor_protocol_errors = True  # type: ignore[attr-defined]
+    Worker.handle_error = handle_error_knowing_the_path  # type: ignore[method-assign]
+    Request.parse = parse_remembering_the_request  # type: ignore[method-assign]
+    util.write_error = write_json_error

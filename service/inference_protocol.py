@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version as distribution_version
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 from service.body import utf8_text
-from service.errors import MalformedRequest
+from service.errors import JSON, MalformedRequest
 
+# `GET /v2` names the server by its distribution (pyproject.toml), at the installed version.
+SERVER_NAME = "sensor-classifier"
+# Only what is implemented: Triton's name for the binary tensor data extension.
+EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "numpy-mlp"
 INPUT_NAME = "readings"
-# The protocol names its element types; these are the ones a reading can arrive as.
-INPUT_DATATYPES = ("FP32", "FP64")
+# The protocol names its element types; these are the ones a reading can arrive as, with their
+# little-endian binary form (binary tensor data extension).
+INPUT_ELEMENTS = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+INPUT_DATATYPES = tuple(INPUT_ELEMENTS)
 OUTPUT_NAMES = ("probabilities", "label", "novel")
+# The binary tensor data extension: the JSON header's length, when binary tensors follow it.
+INFERENCE_HEADER = "Inference-Header-Content-Length"
+BINARY = "application/octet-stream"
 
 _Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 _Parameters = dict[str, Any]
@@ -24,10 +46,37 @@ _Parameters = dict[str, Any]
 OutputName = Literal["probabilities", "label", "novel"]
 
 
+class OutputParameters(BaseModel):
+    """A requested output's parameters; others than these are allowed and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    binary_data: StrictBool | None = None
+    """True: this output comes as binary tensor data after the JSON header; false: as JSON
+    `data`. Absent: as the request's `binary_data_output` says."""
+    classification: None = Field(
+        default=None,
+        description="Triton's classification extension, which is not implemented: refused.",
+    )
+
+    @field_validator("classification", mode="before")
+    @classmethod
+    def _not_implemented(cls, value: Any) -> None:
+        # Ignoring it would answer raw tensors to a client expecting top-k classes.
+        raise ValueError("the classification extension is not implemented (see GET /v2)")
+
+
+class RequestParameters(BaseModel):
+    """The inference request's parameters; others than these are allowed and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    binary_data_output: StrictBool = False
+    """True: every output without its own `binary_data` comes as binary tensor data."""
+
+
 class RequestOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: OutputName
-    parameters: _Parameters | None = None
+    parameters: OutputParameters | None = None
 
 
 @lru_cache(maxsize=8)
@@ -58,7 +107,7 @@ def inference_request_model(n_features: int, max_batch: int) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid", title="InferenceRequest"),
         __doc__="`POST /v2/models/{name}/infer`: one FP32 input of shape [N, n_features].",
         id=(Annotated[str, AfterValidator(utf8_text)] | None, None),
-        parameters=(_Parameters | None, None),
+        parameters=(RequestParameters | None, None),
         inputs=(Annotated[list[request_input], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
         outputs=(list[RequestOutput] | None, None),
     )
@@ -115,6 +164,21 @@ class V2Error(BaseModel):
     error: str
 
 
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+def server_metadata() -> dict[str, Any]:
+    """`GET /v2`: the server's name, version and the protocol extensions it implements."""
+    return {
+        "name": SERVER_NAME,
+        "version": distribution_version(SERVER_NAME),
+        "extensions": list(EXTENSIONS),
+    }
+
+
 def model_metadata(name: str, version: str, n_features: int, n_classes: int) -> dict[str, Any]:
     """`GET /v2/models/{name}`: the one input and the outputs, with their shapes."""
     return {
@@ -130,10 +194,104 @@ def model_metadata(name: str, version: str, n_features: int, n_classes: int) -> 
     }
 
 
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the binary tensor data after it, as ``header_length`` divides ``body``.
+
+    ``header_length``: the request's `Inference-Header-Content-Length` (None: all JSON).
+    """
+    if header_length is None:
+        return body, b""
+    text = header_length.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise MalformedRequest(f"invalid {INFERENCE_HEADER}: {header_length!r}")
+    length = int(text)
+    if length > len(body):
+        raise MalformedRequest(
+            f"{INFERENCE_HEADER} is {length}, but the body is only {len(body)} bytes"
+        )
+    return body[:length], body[length:]
+
+
+def _binary_data_size(tensor: Any, where: str) -> int | None:
+    parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+    if not isinstance(parameters, dict) or "binary_data_size" not in parameters:
+        return None
+    size = parameters["binary_data_size"]
+    if type(size) is not int or size < 0:
+        raise MalformedRequest(
+            f"invalid inference request at {where}.parameters.binary_data_size:"
+            f" must be a non-negative integer, got {size!r}"
+        )
+    return size
+
+
+def with_binary_inputs(document: Any, tensor_data: bytes) -> Any:
+    """``document`` with each binary input's values in its `data`, as if they came as JSON.
+
+    An input with the `binary_data_size` parameter takes that many bytes of ``tensor_data``
+    (in input order): little-endian FP32 or FP64, as many as its shape holds. Every byte of
+    ``tensor_data`` must belong to an input. Raises 400.
+    """
+    offset = 0
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    if isinstance(inputs, list):
+        decoded = []
+        for i, tensor in enumerate(inputs):
+            where = f"inputs.{i}"
+            size = _binary_data_size(tensor, where)
+            if size is None:
+                decoded.append(tensor)
+                continue
+            if "data" in tensor:
+                raise MalformedRequest(
+                    f"invalid inference request at {where}: `data` and the binary_data_size"
+                    " parameter exclude each other"
+                )
+            datatype = tensor.get("datatype")
+            element = INPUT_ELEMENTS.get(datatype) if isinstance(datatype, str) else None
+            if element is None:
+                raise MalformedRequest(
+                    f"invalid inference request at {where}.datatype: binary data must be"
+                    f" {' or '.join(INPUT_DATATYPES)}, got {datatype!r}"
+                )
+            if offset + size > len(tensor_data):
+                raise MalformedRequest(
+                    f"input {tensor.get('name')!r}: binary_data_size {size} bytes at offset"
+                    f" {offset}, but {len(tensor_data)} bytes follow the JSON header"
+                )
+            shape = tensor.get("shape")
+            if isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape):
+                expected = math.prod(shape) * element.itemsize
+                if size != expected:
+                    raise MalformedRequest(
+                        f"input {tensor.get('name')!r}: binary_data_size {size} bytes for shape"
+                        f" {shape} of {datatype} ({expected} expected)"
+                    )
+            elif size % element.itemsize:
+                raise MalformedRequest(
+                    f"input {tensor.get('name')!r}: binary_data_size {size} bytes is not a"
+                    f" whole number of {datatype} values ({element.itemsize} bytes each)"
+                )
+            values = np.frombuffer(tensor_data, element, size // element.itemsize, offset)
+            offset += size
+            decoded.append({**tensor, "data": values.astype(np.float64).tolist()})
+        document = {**document, "inputs": decoded}
+    if offset != len(tensor_data):
+        raise MalformedRequest(
+            f"{len(tensor_data) - offset} bytes of binary data after the JSON header belong to"
+            f" no input (the inputs' binary_data_size add up to {offset})"
+        )
+    return document
+
+
 def parse_inference_request(
-    document: Any, n_features: int, max_batch: int
+    document: Any, n_features: int, max_batch: int, tensor_data: bytes = b""
 ) -> tuple[Any, np.ndarray[Any, Any]]:
-    """The validated request and its readings (N, n_features) as float64; raises 400."""
+    """The validated request and its readings (N, n_features) as float64; raises 400.
+
+    ``tensor_data``: the binary tensor data that followed the JSON header, if any.
+    """
+    document = with_binary_inputs(document, tensor_data)
     try:
         request: Any = inference_request_model(n_features, max_batch).model_validate(document)
     except ValidationError as exc:
@@ -177,6 +335,71 @@ def outputs(
         },
     }
     return [tensors[name]() for name in wanted]
+
+
+def requested_outputs(request: Any) -> list[tuple[str, bool]]:
+    """The outputs to answer, in order, each with whether it goes as binary tensor data.
+
+    An output's own `binary_data` parameter decides; without it, the request's
+    `binary_data_output` (false by default). No `outputs` in the request: all of them.
+    """
+    default = bool(request.parameters and request.parameters.binary_data_output)
+    if request.outputs is None:
+        return [(name, default) for name in OUTPUT_NAMES]
+    wanted = []
+    for output in request.outputs:
+        binary = output.parameters.binary_data if output.parameters else None
+        wanted.append((output.name, default if binary is None else binary))
+    return wanted
+
+
+@dataclass(frozen=True)
+class EncodedResponse:
+    """An inference response as sent: the body, and the JSON header's length if binary follows."""
+
+    body: bytes
+    header_length: int | None = None
+
+    @property
+    def content_type(self) -> str:
+        return JSON if self.header_length is None else BINARY
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.header_length is None:
+            return {}
+        return {INFERENCE_HEADER: str(self.header_length)}
+
+
+def _tensor_bytes(datatype: str, data: Any) -> bytes:
+    """A tensor's binary form: little-endian, BOOL one byte each, BYTES length-prefixed."""
+    if datatype == "BYTES":
+        encoded = [str(item).encode("utf-8") for item in data]
+        return b"".join(len(item).to_bytes(4, "little") + item for item in encoded)
+    element = {"FP32": "<f4", "BOOL": "?"}[datatype]
+    return np.ascontiguousarray(data, dtype=element).tobytes()
+
+
+def encode_response(
+    response: dict[str, Any], tensors: list[dict[str, Any]], binary: list[bool]
+) -> EncodedResponse:
+    """``response`` with its output ``tensors``, those flagged ``binary`` as binary tensor data.
+
+    A binary output carries `parameters.binary_data_size` instead of `data`; its bytes follow
+    the JSON header in output order. With no binary output the body is plain JSON.
+    """
+    outputs, tail = [], []
+    for tensor, as_binary in zip(tensors, binary, strict=True):
+        if as_binary:
+            raw = _tensor_bytes(tensor["datatype"], tensor["data"])
+            tail.append(raw)
+            tensor = {k: v for k, v in tensor.items() if k != "data"}
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+        outputs.append(tensor)
+    header = orjson.dumps({**response, "outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not tail:
+        return EncodedResponse(header)
+    return EncodedResponse(header + b"".join(tail), len(header))
 
 
 def _message(exc: ValidationError) -> str:

@@ -6,16 +6,21 @@ from flask import Blueprint, Response, request
 
 from service.body import body_deadline, parse_json, read_body
 from service.dataplane import DataPlane
-from service.errors import json_response
+from service.errors import JSON, json_response
 from service.inference_protocol import (
+    BINARY,
+    INFERENCE_HEADER,
     InferenceResponse,
     Live,
     ModelMetadata,
     ModelReady,
     Ready,
+    ServerMetadata,
     inference_request_model,
+    split_body,
 )
 from service.openapi import documented
+from service.protocol_paths import V2_ROOT
 from service.settings import Settings
 
 TAGS = ("Open Inference Protocol (KServe V2)",)
@@ -28,6 +33,8 @@ def _infer_description(loaded, settings: Settings) -> str:  # type: ignore[no-un
         f" 1 <= N <= {settings.max_batch}; outputs `probabilities` (FP32 [N, {len(classes)}],"
         f" columns {', '.join(classes)}), `label` (BYTES [N]) and `novel` (BOOL [N]). `data` must hold exactly N rows"
         " (or N x n_features values, flat), which JSON Schema cannot express: a mismatch is a 400."
+        " This is the JSON form; the binary tensor data extension (a JSON header of"
+        f" `{INFERENCE_HEADER}` bytes followed by the tensors' bytes) is described in the README."
     )
 
 
@@ -35,17 +42,32 @@ def _model_name(loaded, settings: Settings) -> str:  # type: ignore[no-untyped-d
     return f"The served model's name: `{settings.model_name}`."
 
 
+def _model_version(loaded, settings: Settings) -> str:  # type: ignore[no-untyped-def]
+    return f"The served model's version: `{loaded.version}`; any other is a 404."
+
+
 def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
     """The protocol's health, metadata and inference endpoints for the one served model."""
-    v2 = Blueprint("v2", __name__, url_prefix="/v2")
+    v2 = Blueprint("v2", __name__, url_prefix=V2_ROOT)
     deadline = body_deadline()
-    name_parameter = {"model_name": _model_name}
+    parameters = {"model_name": _model_name, "model_version": _model_version}
+    # Each operation is served at `/models/{name}` and at `/models/{name}/versions/{version}`.
+    versioned = "/versions/<model_version>"
 
     def readiness(ready: dict[str, object]) -> Response:
         state = dataplane.ready()
         if state.ready:
             return json_response(ready)
         return json_response({"error": f"not ready: {state.detail}"}, 503)
+
+    @v2.get("")
+    @documented(
+        summary="Open Inference Protocol: server metadata",
+        responses={200: (ServerMetadata, "Name, version and the extensions implemented.")},
+        tags=TAGS,
+    )
+    def v2_server_metadata() -> Response:
+        return json_response(dataplane.server_metadata())
 
     @v2.get("/health/live")
     @documented(
@@ -66,48 +88,62 @@ def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
     def v2_ready() -> Response:
         return readiness({"ready": True})
 
-    @v2.get("/models/<model_name>")
+    @v2.get("/models/<model_name>", defaults={"model_version": None})
+    @v2.get(f"/models/<model_name>{versioned}", endpoint="v2_model_version_metadata")
     @documented(
         summary="Open Inference Protocol: model metadata",
         responses={200: (ModelMetadata, "Inputs and outputs of the model.")},
-        errors={404: "No model of that name."},
-        parameters=name_parameter,
+        errors={404: "No model of that name (or version)."},
+        parameters=parameters,
         tags=TAGS,
     )
-    def v2_model_metadata(model_name: str) -> Response:
-        return json_response(dataplane.model_metadata(model_name))
+    def v2_model_metadata(model_name: str, model_version: str | None) -> Response:
+        return json_response(dataplane.model_metadata(model_name, model_version))
 
-    @v2.get("/models/<model_name>/ready")
+    @v2.get("/models/<model_name>/ready", defaults={"model_version": None})
+    @v2.get(f"/models/<model_name>{versioned}/ready", endpoint="v2_model_version_ready")
     @documented(
         summary="Open Inference Protocol: model ready",
         responses={200: (ModelReady, "The model is ready.")},
-        errors={404: "No model of that name.", 503: "Not ready."},
-        parameters=name_parameter,
+        errors={404: "No model of that name (or version).", 503: "Not ready."},
+        parameters=parameters,
         tags=TAGS,
     )
-    def v2_model_ready(model_name: str) -> Response:
-        dataplane.served(model_name)
+    def v2_model_ready(model_name: str, model_version: str | None) -> Response:
+        dataplane.served(model_name, model_version)
         return readiness({"name": settings.model_name, "ready": True})
 
-    @v2.post("/models/<model_name>/infer")
+    @v2.post("/models/<model_name>/infer", defaults={"model_version": None})
+    @v2.post(f"/models/<model_name>{versioned}/infer", endpoint="v2_model_version_infer")
     @documented(
         summary="Open Inference Protocol: inference",
         description=_infer_description,
         request=lambda m: inference_request_model(len(m.requests.features), settings.max_batch),
         responses={200: (InferenceResponse, "The output tensors.")},
         errors={
-            400: "Malformed JSON or an invalid inference request.",
-            404: "No model of that name.",
+            400: "Malformed JSON, an invalid inference request, or binary tensor data that"
+            " disagrees with the shapes.",
+            404: "No model of that name (or version).",
+            415: f"A Content-Type other than {JSON}; none counts as JSON, and with binary"
+            f" tensor data {BINARY} is accepted too.",
             500: "A fault of the service (never caused by the request).",
         },
-        parameters=name_parameter,
+        parameters=parameters,
         tags=TAGS,
     )
-    def v2_infer(model_name: str) -> Response:
-        dataplane.served(model_name)
-        document = parse_json(
-            read_body(request.environ, settings, deadline), settings.max_json_depth
+    def v2_infer(model_name: str, model_version: str | None) -> Response:
+        dataplane.served(model_name, model_version)
+        header_length = request.headers.get(INFERENCE_HEADER)
+        body = read_body(
+            request.environ,
+            settings,
+            deadline,
+            untyped_is_json=True,
+            media_types=(JSON,) if header_length is None else (BINARY, JSON),
         )
-        return json_response(dataplane.infer(model_name, document))
+        header, tensor_data = split_body(body, header_length)
+        document = parse_json(header, settings.max_json_depth)
+        answer = dataplane.infer(model_name, document, model_version, tensor_data)
+        return Response(answer.body, content_type=answer.content_type, headers=answer.headers)
 
     return v2

@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 
-from service.errors import V2_PREFIX
 from service.inference_protocol import V2Error
+from service.protocol_paths import is_v2_path
 from service.runtime import LoadedModel, ModelRuntime
 from service.schemas import ErrorResponse
 from service.settings import Settings
@@ -114,6 +114,10 @@ def documented(**declaration: Any) -> Callable[[View], View]:
     return attach
 
 
+# A Werkzeug rule's variables, `<name>` or `<converter:name>`: OpenAPI's `{name}`.
+_RULE_VARIABLE = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -157,8 +161,8 @@ def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dic
         )
         if operation is None:
             continue
-        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
-        error_schema = V2Error if rule.rule.startswith(V2_PREFIX) else ErrorResponse
+        path = _RULE_VARIABLE.sub(r"{\1}", rule.rule)
+        error_schema = V2Error if is_v2_path(rule.rule) else ErrorResponse
         responses: dict[str, Any] = {}
         for status, (schema, text) in operation.responses.items():
             if schema == "text":
@@ -189,7 +193,9 @@ def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dic
             }
         if description:
             item["description"] = description
-        if rule.arguments:
+        # The path's own variables (`rule.arguments` also holds the rule's `defaults`).
+        variables = _RULE_VARIABLE.findall(rule.rule)
+        if variables:
             item["parameters"] = [
                 {
                     "name": name,
@@ -198,7 +204,7 @@ def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dic
                     "schema": {"type": "string"},
                     "description": _text(operation.parameters.get(name, ""), loaded, settings),
                 }
-                for name in sorted(rule.arguments)
+                for name in sorted(variables)
             ]
         if operation.tags:
             item["tags"] = list(operation.tags)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
@@ -135,3 +137,237 @@ def test_model_name_comes_from_settings(artifact) -> None:
     client = create_app(Settings(model_path=artifact, model_name="pump-a")).test_client()
     assert client.get("/v2/models/pump-a/ready").status_code == 200
     assert client.get(f"/v2/models/{NAME}/ready").status_code == 404
+
+
+def binary_body(header: dict, *tensors: bytes) -> tuple[bytes, dict[str, str]]:
+    """A binary tensor data request: the JSON header, then the tensors' bytes."""
+    head = json.dumps(header).encode()
+    return head + b"".join(tensors), {kserve.INFERENCE_HEADER: str(len(head))}
+
+
+def split_binary(response) -> tuple[dict, bytes]:  # type: ignore[no-untyped-def]
+    length = int(response.headers[kserve.INFERENCE_HEADER])
+    body = response.get_data()
+    return json.loads(body[:length]), body[length:]
+
+
+def test_server_metadata_lists_only_the_binary_extension(client: FlaskClient) -> None:
+    metadata = kserve.ServerMetadata.model_validate(client.get("/v2").get_json())
+    assert metadata.name == "sensor-classifier"
+    assert metadata.extensions == ["binary_tensor_data"]
+
+
+def test_a_request_without_content_type_is_json(client: FlaskClient) -> None:
+    body = json.dumps(infer_body([47.5, 2.3], [1, 2])).encode()
+    response = client.post(INFER, data=body)
+    assert "CONTENT_TYPE" not in response.request.environ
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    assert kserve.INFERENCE_HEADER not in response.headers
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_binary_inputs_and_outputs(
+    client: FlaskClient, classifier: model.Classifier, datatype: str
+) -> None:
+    X = np.array([[47.5, 2.25], [80.0, 10.0], [150.0, 30.0]])
+    raw = X.astype(kserve.INPUT_ELEMENTS[datatype]).tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "readings",
+                "shape": [3, 2],
+                "datatype": datatype,
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    body, headers = binary_body(header, raw)
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/octet-stream"
+    answer, tail = split_binary(response)
+    sizes = [o["parameters"]["binary_data_size"] for o in answer["outputs"]]
+    assert [o["name"] for o in answer["outputs"]] == ["probabilities", "label", "novel"]
+    assert all("data" not in o for o in answer["outputs"]) and sum(sizes) == len(tail)
+    P = np.frombuffer(tail[: sizes[0]], "<f4").reshape(3, 3)
+    np.testing.assert_array_equal(P, classifier.predict_proba(X).astype(np.float32))
+    labels, rest = [], tail[sizes[0] : sizes[0] + sizes[1]]
+    while rest:
+        n = int.from_bytes(rest[:4], "little")
+        labels.append(rest[4 : 4 + n].decode())
+        rest = rest[4 + n :]
+    assert labels == [classifier.classes[i] for i in classifier.decide(P.astype(np.float64))]
+    assert tail[sizes[0] + sizes[1] :] == bytes([0, 0, 1])
+
+
+def test_binary_data_per_output_overrides_the_request_default(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    label = classifier.classes[
+        int(classifier.decide(classifier.predict_proba(np.array([[47.5, 2.3]])))[0])
+    ]
+    body = infer_body(
+        [47.5, 2.3],
+        [1, 2],
+        outputs=[{"name": "novel", "parameters": {"binary_data": True}}, {"name": "label"}],
+    )
+    response = client.post(INFER, json=body)
+    answer, tail = split_binary(response)
+    assert [o["name"] for o in answer["outputs"]] == ["novel", "label"]
+    assert answer["outputs"][0]["parameters"] == {"binary_data_size": 1} and tail == b"\x00"
+    assert answer["outputs"][1]["data"] == [label]
+    body["parameters"] = {"binary_data_output": True}
+    body["outputs"][0]["parameters"]["binary_data"] = False
+    answer, tail = split_binary(client.post(INFER, json=body))
+    assert answer["outputs"][0]["data"] == [False] and "data" not in answer["outputs"][1]
+    assert tail == len(label).to_bytes(4, "little") + label.encode()
+
+
+def binary_request(shape: list, size: object, **parameters: object) -> dict:
+    return {
+        "inputs": [
+            {
+                "name": "readings",
+                "shape": shape,
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": size, **parameters},
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("header", "tensors", "header_length", "fragment"),
+    [
+        (binary_request([2, 2], 8), [b"\0" * 8], None, "binary_data_size 8 bytes for shape [2, 2]"),
+        (
+            binary_request([1, 2], 12),
+            [b"\0" * 12],
+            None,
+            "binary_data_size 12 bytes for shape [1, 2]",
+        ),
+        (binary_request([1, 2], 8), [b"\0" * 4], None, "4 bytes follow the JSON header"),
+        (binary_request([1, 2], 8), [b"\0" * 12], None, "4 bytes of binary data"),
+        (binary_request([1, 2], -8), [b"\0" * 8], None, "non-negative integer"),
+        (binary_request([1, 2], "8"), [b"\0" * 8], None, "non-negative integer"),
+        (binary_request([1, "2"], 6), [b"\0" * 6], None, "whole number of FP32"),
+        (
+            {
+                **binary_request([1, 2], 8),
+                "outputs": [{"name": "label", "parameters": {"binary_data": "yes"}}],
+            },
+            [b"\0" * 8],
+            None,
+            "binary_data",
+        ),
+        (infer_body([1.0, 2.0], [1, 2]), [b"\0" * 4], None, "4 bytes of binary data"),
+        (infer_body([1.0, 2.0], [1, 2]), [], "x", "invalid Inference-Header-Content-Length"),
+        (infer_body([1.0, 2.0], [1, 2]), [], "100000", "the body is only"),
+    ],
+)
+def test_binary_data_that_disagrees_is_400(
+    client: FlaskClient,
+    header: dict,
+    tensors: list[bytes],
+    header_length: str | None,
+    fragment: str,
+) -> None:
+    body, headers = binary_body(header, *tensors)
+    if header_length is not None:
+        headers[kserve.INFERENCE_HEADER] = header_length
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert fragment in kserve.V2Error.model_validate(response.get_json()).error
+
+
+def test_binary_data_and_data_together_is_400(client: FlaskClient) -> None:
+    header = infer_body([1.0, 2.0], [1, 2])
+    header["inputs"][0]["parameters"] = {"binary_data_size": 8}
+    body, headers = binary_body(header, b"\0" * 8)
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 400 and "exclude each other" in response.get_json()["error"]
+
+
+def test_binary_input_of_another_datatype_is_400(client: FlaskClient) -> None:
+    header = binary_request([1, 2], 16)
+    header["inputs"][0]["datatype"] = "INT64"
+    body, headers = binary_body(header, b"\0" * 16)
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 400 and "inputs.0.datatype" in response.get_json()["error"]
+
+
+def test_binary_json_header_refuses_duplicate_keys(client: FlaskClient) -> None:
+    head = b'{"inputs": [], "inputs": []}'
+    response = client.post(INFER, data=head, headers={kserve.INFERENCE_HEADER: str(len(head))})
+    assert response.status_code == 422 and "duplicate key" in response.get_json()["error"]
+
+
+def test_binary_body_is_bounded_like_json(artifact) -> None:
+    client = create_app(Settings(model_path=artifact, max_body_bytes=1024)).test_client()
+    raw = np.zeros((200, 2), "<f4").tobytes()
+    body, headers = binary_body(binary_request([200, 2], len(raw)), raw)
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 413 and "SENSOR_MAX_BODY_BYTES" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "binary", "status"),
+    [
+        ("application/octet-stream", True, 200),
+        ("application/json", True, 200),
+        ("application/octet-stream", False, 415),
+        ("text/plain", True, 415),
+    ],
+)
+def test_content_types(client: FlaskClient, content_type: str, binary: bool, status: int) -> None:
+    raw = np.array([47.5, 2.3], "<f4").tobytes()
+    if binary:
+        body, headers = binary_body(binary_request([1, 2], 8), raw)
+    else:
+        body, headers = json.dumps(infer_body([47.5, 2.3], [1, 2])).encode(), {}
+    response = client.post(INFER, data=body, headers={**headers, "Content-Type": content_type})
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert status == 200 or set(response.get_json()) == {"error"}
+
+
+def test_versioned_paths_serve_only_the_served_version(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    base = f"/v2/models/{NAME}/versions/{classifier.version}"
+    assert client.get(base).get_json()["versions"] == [classifier.version]
+    assert client.get(f"{base}/ready").get_json() == {"name": NAME, "ready": True}
+    response = client.post(f"{base}/infer", json=infer_body([47.5, 2.3], [1, 2]))
+    assert response.status_code == 200
+    assert response.get_json()["model_version"] == classifier.version
+    other = f"/v2/models/{NAME}/versions/0"
+    for response in (
+        client.get(other),
+        client.get(f"{other}/ready"),
+        client.post(f"{other}/infer", json=infer_body([47.5, 2.3], [1, 2])),
+    ):
+        assert response.status_code == 404
+        assert "no version '0'" in kserve.V2Error.model_validate(response.get_json()).error
+
+
+def test_every_error_under_v2_is_a_v2_error(client: FlaskClient) -> None:
+    for response in (
+        client.get("/v2/nowhere"),
+        client.post("/v2"),
+        client.delete(INFER),
+        client.put(f"/v2/models/{NAME}"),
+    ):
+        assert response.status_code in (404, 405)
+        kserve.V2Error.model_validate(response.get_json())
+
+
+def test_the_classification_extension_is_refused(client: FlaskClient) -> None:
+    body = infer_body(
+        [47.5, 2.3], [1, 2], outputs=[{"name": "label", "parameters": {"classification": 2}}]
+    )
+    response = client.post(INFER, json=body)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "outputs.0.parameters.classification" in error and "not implemented" in error
+    assert "classification" not in client.get("/v2").get_json()["extensions"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 
 import jsonschema
+import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 INFER = "/v2/models/sensor-classifier/infer"
+VERSION_0 = "/v2/models/sensor-classifier/versions/0"
 V2_INPUT = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [40.0, 2.0]}]}
 
 
@@ -76,6 +78,16 @@ def response_schema(document: dict, path: str, method: str, status: int) -> dict
         ("get", "/v2/models/sensor-classifier/ready", "/v2/models/{model_name}/ready", {}),
         ("post", INFER, "/v2/models/{model_name}/infer", {"json": V2_INPUT}),
         ("post", INFER, "/v2/models/{model_name}/infer", {"json": {"inputs": []}}),
+        ("get", "/v2", "/v2", {}),
+        ("post", INFER, "/v2/models/{model_name}/infer", {"data": orjson.dumps(V2_INPUT)}),
+        ("get", f"{VERSION_0}", "/v2/models/{model_name}/versions/{model_version}", {}),
+        ("get", f"{VERSION_0}/ready", "/v2/models/{model_name}/versions/{model_version}/ready", {}),
+        (
+            "post",
+            f"{VERSION_0}/infer",
+            "/v2/models/{model_name}/versions/{model_version}/infer",
+            {"json": V2_INPUT},
+        ),
     ],
 )
 def test_real_answers_match_the_documented_schemas(
@@ -84,6 +96,23 @@ def test_real_answers_match_the_documented_schemas(
     response = getattr(client, method)(url, **kwargs)
     schema = response_schema(document, path, method, response.status_code)
     jsonschema.Draft202012Validator(schema).validate(response.get_json())
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "kwargs"),
+    [("get", "", {}), ("get", "/ready", {}), ("post", "/infer", {"json": V2_INPUT})],
+)
+def test_versioned_v2_answers_match_the_documented_schemas(
+    client: FlaskClient, document: dict, method: str, suffix: str, kwargs: dict
+) -> None:
+    version = client.get("/readyz").get_json()["model_version"]
+    url = f"/v2/models/sensor-classifier/versions/{version}{suffix}"
+    response = getattr(client, method)(url, **kwargs)
+    assert response.status_code == 200
+    path = f"/v2/models/{{model_name}}/versions/{{model_version}}{suffix}"
+    jsonschema.Draft202012Validator(response_schema(document, path, method, 200)).validate(
+        response.get_json()
+    )
 
 
 def test_request_schemas_accept_valid_and_reject_invalid_bodies(document: dict) -> None:
