@@ -1,0 +1,159 @@
+"""Drift counting and `/drift`: every API counts each reading into its bin, PSI agrees with the counters."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+import model
+from service.app import create_app
+from service.settings import Settings
+from tests.support.artifacts import uniform_readings
+
+
+def scrape(client: FlaskClient) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = client.get("/metrics").get_data(as_text=True)
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def bin_of(edges: list[float], value: float) -> int:
+    """The oracle: bin 0 below the first edge, i for edges[i-1] <= value < edges[i]."""
+    return sum(1 for edge in edges if value >= edge)
+
+
+def hand_psi(counts: dict[str, float], reference: dict[str, float]) -> float:
+    total = sum(counts.values())
+    psi = 0.0
+    for key, r in reference.items():
+        o = max(counts.get(key, 0.0) / total, 1e-4)
+        r = max(r, 1e-4)
+        psi += (o - r) * math.log(o / r)
+    return psi
+
+
+def send_everywhere(client: FlaskClient, X: np.ndarray, features: tuple[str, ...]) -> None:
+    """The first third one by one, the second as a batch, the rest through V2."""
+    rows = [dict(zip(features, row, strict=True)) for row in X.tolist()]
+    third = len(rows) // 3
+    for row in rows[:third]:
+        assert client.post("/classify", json=row).status_code == 200
+    assert client.post("/classify", json={"readings": rows[third : 2 * third]}).status_code == 200
+    rest = X[2 * third :]
+    body = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": list(rest.shape),
+                "datatype": "FP64",
+                "data": rest.ravel().tolist(),
+            }
+        ]
+    }
+    assert client.post("/v2/models/sensor-classifier/infer", json=body).status_code == 200
+
+
+def test_every_reading_is_counted_into_its_bin_from_every_api(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    rng = np.random.default_rng(0)
+    X = uniform_readings(classifier, 90, rng)
+    X[:5, 0] = [classifier.feature_min[0] - 1, classifier.feature_max[0] + 1, 20.0, 90.0, 55.0]
+    send_everywhere(client, X, classifier.features)
+    reference = classifier.drift_reference
+    assert reference is not None
+    got = scrape(client)["sensor_feature_bin_readings_total"]
+    for j, feature in enumerate(classifier.features):
+        expected = [0] * (reference.edges[j].size + 1)
+        for v in X[:, j].tolist():
+            expected[bin_of(reference.edges[j].tolist(), v)] += 1
+        counted = [0.0] * len(expected)
+        for labels, value in got:
+            if labels["feature"] == feature and labels["model_version"] == classifier.version:
+                counted[int(labels["bin"])] = value
+        assert counted == expected, feature
+
+
+def test_drift_agrees_with_psi_computed_by_hand_from_the_counters(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    rng = np.random.default_rng(1)
+    X = uniform_readings(classifier, 300, rng)
+    X[:, 0] += 8.0  # a temperature sensor reading 8 °C high
+    send_everywhere(client, X, classifier.features)
+    drift = client.get("/drift").get_json()
+    metrics = scrape(client)
+    version = classifier.version
+    assert drift["model_version"] == version
+    for feature in drift["features"]:
+        counts = {
+            labels["bin"]: value
+            for labels, value in metrics["sensor_feature_bin_readings_total"]
+            if labels["feature"] == feature["name"] and labels["model_version"] == version
+        }
+        reference = {
+            labels["bin"]: value
+            for labels, value in metrics["sensor_feature_bin_reference_ratio"]
+            if labels["feature"] == feature["name"] and labels["model_version"] == version
+        }
+        assert feature["readings"] == 300
+        assert feature["psi"] == pytest.approx(hand_psi(counts, reference), rel=1e-9)
+        assert [b["count"] for b in feature["bins"]] == [counts[b["bin"]] for b in feature["bins"]]
+    by_name = {f["name"]: f["psi"] for f in drift["features"]}
+    # The shifted feature drifted well past the alert threshold, the other did not.
+    assert by_name["temperature"] > 0.25 > by_name["vibration"]
+    labels = {
+        labels["label"]: value
+        for labels, value in metrics["sensor_readings_classified_total"]
+        if labels["model_version"] == version
+    }
+    label_reference = {
+        labels["label"]: value
+        for labels, value in metrics["sensor_label_reference_ratio"]
+        if labels["model_version"] == version
+    }
+    assert drift["labels"]["readings"] == 300
+    assert drift["labels"]["psi"] == pytest.approx(hand_psi(labels, label_reference), rel=1e-9)
+
+
+def test_drift_before_any_reading_has_no_psi(client: FlaskClient) -> None:
+    drift = client.get("/drift").get_json()
+    assert all(f["psi"] is None and f["readings"] == 0 for f in drift["features"])
+    assert drift["labels"]["psi"] is None
+
+
+def test_a_model_without_a_reference_serves_and_says_so_at_drift(tmp_path: Path) -> None:
+    from tests.support.artifacts import build_classifier
+
+    path = tmp_path / "old.npz"
+    dataclasses.replace(build_classifier(), drift_reference=None).save(path)
+    client = create_app(Settings(model_path=path)).test_client()
+    assert client.post("/classify", json={"temperature": 40.0, "vibration": 1.0}).status_code == 200
+    response = client.get("/drift")
+    assert response.status_code == 404
+    assert "no drift reference" in response.get_json()["error"]["message"]
+    assert "sensor_feature_bin_readings_total" not in scrape(client)
+
+
+def test_counts_wait_in_memory_until_the_flush_interval(artifact: Path) -> None:
+    app = create_app(Settings(model_path=artifact, metrics_flush_interval=60))
+    metrics = app.extensions["sensor"]["metrics"]
+    client = app.test_client()
+    client.post("/classify", json={"temperature": 40.0, "vibration": 1.0})
+    version = model.load(artifact).version
+    counter = metrics.readings
+    # Not yet in the counters (a multiprocess file write per reading is what is avoided) ...
+    assert (
+        sum(counter.labels(version, c)._value.get() for c in ("normal", "warning", "critical")) == 0
+    )
+    # ... but a scrape flushes first.
+    assert sum(v for labels, v in scrape(client)["sensor_readings_classified_total"]) == 1
