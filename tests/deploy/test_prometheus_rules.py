@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,11 +12,13 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv
 
-from tests.support.prometheus import RULES, RULES_TEST, binary
+import model
+from tests.support.prometheus import RULES, RULES_TEST, alert_rule, alert_threshold, binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MONITORING = REPO_ROOT / "deploy" / "kubernetes" / "monitoring"
 MANIFEST = MONITORING / "prometheusrule.yaml"
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "sensor-classifier.json"
 KUBERNETES_VERSION = "1.31.0"
 
 
@@ -98,3 +102,21 @@ def test_the_prometheusrule_validates_as_far_as_offline_schemas_go(tmp_path: Pat
 def test_the_monitoring_kustomization_lists_the_manifest() -> None:
     kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["prometheusrule.yaml"]
+
+
+def test_the_rules_floor_shares_at_the_epsilon_of_the_service() -> None:
+    # /drift and Prometheus must compute the same PSI: one epsilon, model.PSI_EPSILON.
+    floors = re.findall(r"clamp_min\([^;]*?,\s*([0-9.e-]+)\s*\)", RULES.read_text(), re.S)
+    assert len(floors) == 4
+    assert {float(f) for f in floors} == {model.PSI_EPSILON}
+
+
+def test_the_dashboard_draws_the_thresholds_the_alerts_use() -> None:
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+    for title, alert in (
+        ("PSI per feature (1 h)", "SensorInputDrift"),
+        ("Label shift PSI (1 h)", "SensorLabelShift"),
+    ):
+        steps = panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert steps[-1]["value"] == alert_threshold(alert)
+        assert "for" in alert_rule(alert)

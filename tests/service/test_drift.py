@@ -157,3 +157,45 @@ def test_counts_wait_in_memory_until_the_flush_interval(artifact: Path) -> None:
     )
     # ... but a scrape flushes first.
     assert sum(v for labels, v in scrape(client)["sensor_readings_classified_total"]) == 1
+
+
+def test_an_idle_worker_flushes_on_its_timer(artifact: Path) -> None:
+    import time
+
+    from service.metrics import Metrics
+
+    clf = model.load(artifact)
+    metrics = Metrics(flush_interval=0.3)
+    metrics.serving(clf)
+    metrics.flush()  # the interval starts now: the next reading stays in memory
+    metrics.reading(clf, (40.0, 1.0), 0, True)
+    child = metrics.novel_readings.labels(clf.version)
+    assert child._value.get() == 0
+    stop = metrics.flush_every()
+    try:
+        deadline = time.monotonic() + 5.0
+        while child._value.get() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+    assert child._value.get() == 1
+    assert metrics.readings.labels(clf.version, clf.classes[0])._value.get() == 1
+
+
+def test_a_new_model_version_starts_a_new_baseline(
+    client: FlaskClient, artifact: Path, classifier: model.Classifier
+) -> None:
+    from tests.support.artifacts import write_artifact
+
+    client.post("/classify", json={"temperature": 40.0, "vibration": 1.0})
+    assert client.get("/drift").get_json()["labels"]["readings"] == 1
+    new = model.load(write_artifact(artifact.parent / "next.npz", seed=9))
+    (artifact.parent / "next.npz").replace(artifact)
+    client.post("/classify", json={"temperature": 40.0, "vibration": 1.0})
+    drift = client.get("/drift").get_json()
+    assert drift["model_version"] == new.version != classifier.version
+    assert drift["labels"]["readings"] == 1
+    versions = {
+        labels["model_version"] for labels, _ in scrape(client)["sensor_feature_bin_readings_total"]
+    }
+    assert versions == {classifier.version, new.version}

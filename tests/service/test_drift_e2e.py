@@ -19,14 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import model
 from tests.support.artifacts import uniform_readings, write_artifact
-from tests.support.prometheus import RULES, binary, running_prometheus
+from tests.support.prometheus import RULES, alert_threshold, binary, running_prometheus
 from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "sensor-classifier.json"
-THRESHOLD = 0.25  # rules.yaml's SensorInputDrift
+THRESHOLD = alert_threshold("SensorInputDrift")
 BATCH = 250
 WAIT_SECONDS = 20.0
 

@@ -9,6 +9,7 @@ it are skipped, saying why.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -28,6 +29,21 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES = REPO_ROOT / "deploy" / "prometheus" / "rules.yaml"
 RULES_TEST = REPO_ROOT / "deploy" / "prometheus" / "rules_test.yaml"
 STARTUP_SECONDS = 30.0
+
+
+def alert_rule(name: str) -> dict[str, Any]:
+    """The alert rule ``name`` of rules.yaml."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    found = [rule for group in groups for rule in group["rules"] if rule.get("alert") == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def alert_threshold(name: str) -> float:
+    """The value the alert's first comparison (`metric > value`) sets."""
+    match = re.search(r">\s*([0-9.]+)", alert_rule(name)["expr"])
+    assert match is not None, name
+    return float(match.group(1))
 
 
 def binary(name: str) -> str:
