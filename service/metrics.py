@@ -59,6 +59,9 @@ class VersionCounts:
     Counting a reading is a few list increments (a bisect per feature for its bin); a batch is a
     bincount per feature. ``flush`` adds the totals to the Prometheus counters, whose every
     increment in multiprocess mode is a locked write to a memory-mapped file.
+
+    Unlocked: a worker runs one thread (gevent greenlets, which switch only on I/O, never
+    between a count and a flush). Under OS threads a count racing a flush could be lost.
     """
 
     def __init__(self, metrics: Metrics, classifier: model.Classifier) -> None:
