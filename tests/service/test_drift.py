@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import model
 from service.app import create_app
+from service.schemas import DriftReport
 from service.settings import Settings
 from tests.support.artifacts import uniform_readings
 
@@ -108,6 +109,7 @@ def test_drift_agrees_with_psi_computed_by_hand_from_the_counters(
         assert feature["readings"] == 300
         assert feature["psi"] == pytest.approx(hand_psi(counts, reference), rel=1e-9)
         assert [b["count"] for b in feature["bins"]] == [counts[b["bin"]] for b in feature["bins"]]
+    DriftReport.model_validate(drift)  # the documented schema, with numbers in it
     by_name = {f["name"]: f["psi"] for f in drift["features"]}
     # The shifted feature drifted well past the alert threshold, the other did not.
     assert by_name["temperature"] > 0.25 > by_name["vibration"]
