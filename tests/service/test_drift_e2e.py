@@ -29,6 +29,7 @@ DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "sensor-classifier.json"
 THRESHOLD = alert_threshold("SensorInputDrift")
 BATCH = 250
 WAIT_SECONDS = 20.0
+FLUSH_BOUND_SECONDS = 3.0
 
 
 def send(server: Server, X: np.ndarray, features: tuple[str, ...]) -> None:
@@ -53,6 +54,20 @@ def send(server: Server, X: np.ndarray, features: tuple[str, ...]) -> None:
             ]
         }
         assert client.post("/v2/models/sensor-classifier/infer", json=body).status_code == 200
+
+
+def counted_by_service(server: Server, version: str) -> float:
+    """Temperature readings counted, as a scrape of whichever worker answers sees them."""
+    with server.client() as client:
+        text = client.get("/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "sensor_feature_bin_readings_total"
+        and sample.labels["model_version"] == version
+        and sample.labels["feature"] == "temperature"
+    )
 
 
 def wait_for_first_scrape(prometheus: Any, version: str) -> None:
@@ -122,6 +137,12 @@ def test_psi_in_prometheus_crosses_the_threshold_when_temperature_shifts(tmp_pat
     ):
         wait_for_first_scrape(prometheus, version)
         send(server, uniform_readings(clf, 3000, rng), clf.features)
+        sent = time.monotonic()
+        # Each worker hands its counts over at most SENSOR_METRICS_FLUSH_INTERVAL (1 s) after
+        # counting them; 3 s leaves room for a loaded machine.
+        while counted_by_service(server, version) < 3000:
+            assert time.monotonic() - sent < FLUSH_BOUND_SECONDS, "counts not flushed in time"
+            time.sleep(0.05)
         with server.client() as client:  # one refused reading, for the dashboard's error panel
             assert client.post("/classify", json={"temperature": "hot"}).status_code == 422
         wait_for_counts(prometheus, version, 3000)
