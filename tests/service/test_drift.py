@@ -3,43 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
-from prometheus_client.parser import text_string_to_metric_families
 
 import model
 from service.app import create_app
 from service.schemas import DriftReport
 from service.settings import Settings
 from tests.support.artifacts import uniform_readings
+from tests.support.drift import Samples, hand_psi, samples, series, v2_body
 
 
-def scrape(client: FlaskClient) -> dict[str, list[tuple[dict[str, str], float]]]:
-    text = client.get("/metrics").get_data(as_text=True)
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return found
+def scrape(client: FlaskClient) -> Samples:
+    return samples(client.get("/metrics").get_data(as_text=True))
 
 
 def bin_of(edges: list[float], value: float) -> int:
     """The oracle: bin 0 below the first edge, i for edges[i-1] <= value < edges[i]."""
     return sum(1 for edge in edges if value >= edge)
-
-
-def hand_psi(counts: dict[str, float], reference: dict[str, float]) -> float:
-    total = sum(counts.values())
-    psi = 0.0
-    for key, r in reference.items():
-        o = max(counts.get(key, 0.0) / total, 1e-4)
-        r = max(r, 1e-4)
-        psi += (o - r) * math.log(o / r)
-    return psi
 
 
 def send_everywhere(client: FlaskClient, X: np.ndarray, features: tuple[str, ...]) -> None:
@@ -50,17 +34,7 @@ def send_everywhere(client: FlaskClient, X: np.ndarray, features: tuple[str, ...
         assert client.post("/classify", json=row).status_code == 200
     assert client.post("/classify", json={"readings": rows[third : 2 * third]}).status_code == 200
     rest = X[2 * third :]
-    body = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": list(rest.shape),
-                "datatype": "FP64",
-                "data": rest.ravel().tolist(),
-            }
-        ]
-    }
-    assert client.post("/v2/models/sensor-classifier/infer", json=body).status_code == 200
+    assert client.post("/v2/models/sensor-classifier/infer", json=v2_body(rest)).status_code == 200
 
 
 def test_every_reading_is_counted_into_its_bin_from_every_api(
@@ -96,16 +70,11 @@ def test_drift_agrees_with_psi_computed_by_hand_from_the_counters(
     version = classifier.version
     assert drift["model_version"] == version
     for feature in drift["features"]:
-        counts = {
-            labels["bin"]: value
-            for labels, value in metrics["sensor_feature_bin_readings_total"]
-            if labels["feature"] == feature["name"] and labels["model_version"] == version
-        }
-        reference = {
-            labels["bin"]: value
-            for labels, value in metrics["sensor_feature_bin_reference_ratio"]
-            if labels["feature"] == feature["name"] and labels["model_version"] == version
-        }
+        name = feature["name"]
+        counts = series(metrics, "sensor_feature_bin_readings_total", version, "bin", feature=name)
+        reference = series(
+            metrics, "sensor_feature_bin_reference_ratio", version, "bin", feature=name
+        )
         assert feature["readings"] == 300
         assert feature["psi"] == pytest.approx(hand_psi(counts, reference), rel=1e-9)
         assert [b["count"] for b in feature["bins"]] == [counts[b["bin"]] for b in feature["bins"]]
@@ -113,16 +82,8 @@ def test_drift_agrees_with_psi_computed_by_hand_from_the_counters(
     by_name = {f["name"]: f["psi"] for f in drift["features"]}
     # The shifted feature drifted well past the alert threshold, the other did not.
     assert by_name["temperature"] > 0.25 > by_name["vibration"]
-    labels = {
-        labels["label"]: value
-        for labels, value in metrics["sensor_readings_classified_total"]
-        if labels["model_version"] == version
-    }
-    label_reference = {
-        labels["label"]: value
-        for labels, value in metrics["sensor_label_reference_ratio"]
-        if labels["model_version"] == version
-    }
+    labels = series(metrics, "sensor_readings_classified_total", version, "label")
+    label_reference = series(metrics, "sensor_label_reference_ratio", version, "label")
     assert drift["labels"]["readings"] == 300
     assert drift["labels"]["psi"] == pytest.approx(hand_psi(labels, label_reference), rel=1e-9)
 

@@ -8,17 +8,16 @@ the counters, and every expression of the Grafana dashboard returns data from th
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import model
 from tests.support.artifacts import uniform_readings, write_artifact
+from tests.support.drift import hand_psi, samples, series, v2_body
 from tests.support.prometheus import RULES, alert_threshold, binary, running_prometheus
 from tests.support.server import Server, running_server
 
@@ -43,31 +42,19 @@ def send(server: Server, X: np.ndarray, features: tuple[str, ...]) -> None:
     with server.client() as client:
         for row in singles:
             assert client.post("/classify", json=row).status_code == 200
-        body = {
-            "inputs": [
-                {
-                    "name": "x",
-                    "shape": list(v2.shape),
-                    "datatype": "FP64",
-                    "data": v2.ravel().tolist(),
-                }
-            ]
-        }
-        assert client.post("/v2/models/sensor-classifier/infer", json=body).status_code == 200
+        assert (
+            client.post("/v2/models/sensor-classifier/infer", json=v2_body(v2)).status_code == 200
+        )
 
 
 def counted_by_service(server: Server, version: str) -> float:
     """Temperature readings counted, as a scrape of whichever worker answers sees them."""
     with server.client() as client:
-        text = client.get("/metrics").text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "sensor_feature_bin_readings_total"
-        and sample.labels["model_version"] == version
-        and sample.labels["feature"] == "temperature"
+        found = samples(client.get("/metrics").text)
+    counts = series(
+        found, "sensor_feature_bin_readings_total", version, "bin", feature="temperature"
     )
+    return sum(counts.values())
 
 
 def wait_for_first_scrape(prometheus: Any, version: str) -> None:
@@ -95,27 +82,15 @@ def psi_by_feature(prometheus: Any, version: str) -> dict[str, float]:
     return {r["metric"]["feature"]: float(r["value"][1]) for r in result}
 
 
-def hand_psi_from_metrics(text: str, version: str) -> dict[str, float]:
-    counts: dict[str, dict[str, float]] = {}
-    reference: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.labels.get("model_version") != version:
-                continue
-            target = {
-                "sensor_feature_bin_readings_total": counts,
-                "sensor_feature_bin_reference_ratio": reference,
-            }.get(sample.name)
-            if target is not None:
-                target.setdefault(sample.labels["feature"], {})[sample.labels["bin"]] = sample.value
-    psi = {}
-    for feature, shares in reference.items():
-        total = sum(counts[feature].values())
-        psi[feature] = 0.0
-        for b, r in shares.items():
-            o, r = max(counts[feature][b] / total, 1e-4), max(r, 1e-4)
-            psi[feature] += (o - r) * math.log(o / r)
-    return psi
+def hand_psi_from_metrics(text: str, version: str, features: tuple[str, ...]) -> dict[str, float]:
+    found = samples(text)
+    return {
+        feature: hand_psi(
+            series(found, "sensor_feature_bin_readings_total", version, "bin", feature=feature),
+            series(found, "sensor_feature_bin_reference_ratio", version, "bin", feature=feature),
+        )
+        for feature in features
+    }
 
 
 def dashboard_expressions() -> list[str]:
@@ -167,7 +142,7 @@ def test_psi_in_prometheus_crosses_the_threshold_when_temperature_shifts(tmp_pat
         # /drift (whichever worker answers) agrees with the counters of every worker, by hand.
         with server.client() as client:
             drift = client.get("/drift").json()
-            by_hand = hand_psi_from_metrics(client.get("/metrics").text, version)
+            by_hand = hand_psi_from_metrics(client.get("/metrics").text, version, clf.features)
         served = {f["name"]: f["psi"] for f in drift["features"]}
         assert served == pytest.approx(by_hand, rel=1e-9)
         assert all(f["readings"] == 9000 for f in drift["features"])
