@@ -12,7 +12,7 @@ PORT ?= 8000
 
 # Real programs the tests drive, as command:Debian-package. Installed with apt-get when missing and
 # run as root (as on CI and the team's machines); elsewhere the tests that need one skip, saying so.
-SYSTEM_TOOLS := wrk:wrk
+SYSTEM_TOOLS := wrk:wrk promtool:prometheus
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -17,6 +17,7 @@ from model.calibration import (
     reliability_bins,
     softmax,
 )
+from model.drift import PSI_EPSILON, DriftReference, psi
 from model.network import MLP
 from model.normalization import Standardizer
 from model.novelty import ClassMahalanobis
@@ -25,11 +26,13 @@ from model.optimizers import SGD, Adam
 __all__ = [
     "FORMAT_VERSION",
     "MLP",
+    "PSI_EPSILON",
     "SGD",
     "Adam",
     "ArtifactError",
     "ClassMahalanobis",
     "Classifier",
+    "DriftReference",
     "Standardizer",
     "brier_score",
     "check_costs",
@@ -39,6 +42,7 @@ __all__ = [
     "load",
     "log_loss",
     "log_softmax",
+    "psi",
     "reliability_bins",
     "softmax",
 ]

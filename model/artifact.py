@@ -20,6 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from model.calibration import softmax
+from model.drift import ARRAY_KEYS as _DRIFT_KEYS
+from model.drift import DriftReference
 from model.network import MLP
 from model.normalization import Standardizer
 from model.novelty import ARRAY_KEYS as _NOVELTY_KEYS
@@ -55,6 +57,10 @@ class Classifier:
         physically take (a reading outside them is an error, not an extrapolation); -inf and
         +inf leave a side open. Default: open on both sides.
     novelty_model : how far from every class a standardized reading lies (keyword-only)
+    drift_reference : bin edges and shares of the training readings and of the labels answered
+        on validation data, for drift monitoring (keyword-only). None for a classifier built
+        without one (and for artifacts written before drift monitoring): it then serves, but
+        cannot be compared with live readings. Not part of ``version``: it decides no answer.
     """
 
     network: MLP
@@ -71,6 +77,7 @@ class Classifier:
     lower_limits: NDArray[np.float64] = None  # type: ignore[assignment]
     upper_limits: NDArray[np.float64] = None  # type: ignore[assignment]
     novelty_model: ClassMahalanobis = field(kw_only=True)
+    drift_reference: DriftReference | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -356,6 +363,9 @@ def _arrays(clf: Classifier, with_metadata: bool) -> dict[str, NDArray[Any]]:
         arrays[f"intercept_{i}"] = b
     arrays.update(clf.novelty_model.to_arrays())
     if with_metadata:
+        # Facts about the training data, not the decision: outside the version digest.
+        if clf.drift_reference is not None:
+            arrays.update(clf.drift_reference.to_arrays())
         arrays["metadata"] = np.array(
             json.dumps(dict(clf.metadata), allow_nan=False, sort_keys=True)
         )
@@ -427,6 +437,15 @@ def _check(clf: Classifier) -> None:
             f"features, the model has {n_classes} and {n_features}"
         )
     check_costs(clf._cost_matrix, clf.classes)
+    reference = clf.drift_reference
+    if reference is not None and (reference.n_features, reference.n_classes) != (
+        n_features,
+        n_classes,
+    ):
+        raise ValueError(
+            f"the drift reference covers {reference.n_features} features and "
+            f"{reference.n_classes} classes, the model has {n_features} and {n_classes}"
+        )
 
 
 def default_costs(n_classes: int) -> NDArray[np.float64]:
@@ -557,6 +576,12 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
         *(f"coef_{i}" for i in range(n_layers)), *(f"intercept_{i}" for i in range(n_layers)),
         *_NOVELTY_KEYS,
     }  # fmt: skip
+    # The drift block is all or nothing; without it the artifact predates drift monitoring.
+    present = [key for key in _DRIFT_KEYS if key in arrays]
+    if present and len(present) != len(_DRIFT_KEYS):
+        missing = sorted(set(_DRIFT_KEYS) - set(present))
+        raise fail(f"incomplete drift reference: missing keys {missing}")
+    expected.update(present)
     for key in sorted(expected):
         get(key)
     unexpected = sorted(set(arrays) - expected)
@@ -601,6 +626,10 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
     except ValueError as exc:
         raise fail(f"invalid novelty model: {exc}") from None
     try:
+        drift_reference = DriftReference.from_arrays(arrays) if present else None
+    except ValueError as exc:
+        raise fail(f"invalid drift reference: {exc}") from None
+    try:
         network = MLP(coefs, intercepts)
         return Classifier(
             network=network,
@@ -616,6 +645,7 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
             lower_limits=floats["lower_limits"],
             upper_limits=floats["upper_limits"],
             novelty_model=novelty_model,
+            drift_reference=drift_reference,
         )
     except ValueError as exc:
         raise fail(f"shape mismatch or invalid value: {exc}") from None

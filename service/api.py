@@ -10,7 +10,7 @@ from service.errors import JSON, json_response
 from service.metrics import Metrics
 from service.openapi import documented
 from service.runtime import LoadedModel
-from service.schemas import Health, ModelInfo
+from service.schemas import DriftReport, Health, ModelInfo
 from service.settings import Settings
 
 
@@ -22,7 +22,7 @@ def _classify_description(loaded: LoadedModel, settings: Settings) -> str:
 
 
 def create_api(dataplane: DataPlane, settings: Settings, metrics: Metrics) -> Blueprint:
-    """`/classify`, `/healthz`, `/readyz`, `/model` and `/metrics`."""
+    """`/classify`, `/healthz`, `/readyz`, `/model`, `/drift` and `/metrics`."""
     api = Blueprint("api", __name__)
     deadline = body_deadline()
 
@@ -86,6 +86,24 @@ def create_api(dataplane: DataPlane, settings: Settings, metrics: Metrics) -> Bl
     )
     def model() -> Response:
         return json_response(dataplane.describe())
+
+    @api.get("/drift")
+    @documented(
+        summary="Drift: live readings and labels against the training reference (PSI)",
+        description=lambda m, s: (
+            "Per feature, the population stability index of the readings counted since this"
+            " model version was loaded (by every worker, each at most"
+            f" {s.metrics_flush_interval:g} s behind: SENSOR_METRICS_FLUSH_INTERVAL) against"
+            " the training readings, with both shares per bin; the same for predicted labels."
+            " PSI = sum over bins of (o - r) ln(o / r), each share floored at `epsilon`."
+        ),
+        responses={200: (DriftReport, "The comparison.")},
+        errors={
+            404: "The model has no drift reference (an artifact from before drift monitoring)."
+        },
+    )
+    def drift() -> Response:
+        return json_response(dataplane.drift())
 
     @api.get("/metrics")
     @documented(

@@ -22,13 +22,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     without a model must not start (and never answers 500 on every request instead).
     """
     settings = settings or Settings()
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_flush_interval)
     observers = Observers(
-        classified=metrics.classified, novel=metrics.novel, reloaded=metrics.reloaded
+        reading=metrics.reading,
+        readings=metrics.readings_batch,
+        serving=metrics.serving,
+        reloaded=metrics.reloaded,
     )
     runtime = ModelRuntime(settings, observers)
     runtime.start()
-    dataplane = DataPlane(runtime, settings, observers)
+    dataplane = DataPlane(runtime, settings, observers, metrics.drift_totals)
 
     app = Flask(__name__)
     # Flask's own 413 handling is not used: bodies are read and limited by `service.body`.

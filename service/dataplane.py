@@ -7,14 +7,17 @@ translate HTTP to these calls and their results back; no route computes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
+import model
 from service import inference_protocol as v2
 from service.errors import NotFound
+from service.metrics import DriftTotals
 from service.runtime import LoadedModel, ModelRuntime, Observers
 from service.schemas import SingleRequest
 from service.settings import Settings
@@ -34,10 +37,18 @@ class Readiness:
 class DataPlane:
     """Classify, infer, readiness and description, on the model the runtime serves now."""
 
-    def __init__(self, runtime: ModelRuntime, settings: Settings, observers: Observers) -> None:
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        settings: Settings,
+        observers: Observers,
+        totals: Callable[[str], DriftTotals] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.observers = observers
+        # Readings counted per model version by every worker (`Metrics.drift_totals`).
+        self.totals = totals
 
     # --- classification (`POST /classify`) --------------------------------------------------
 
@@ -54,7 +65,7 @@ class DataPlane:
         P = clf.predict_proba(request.X)
         best = clf.decide(P)
         novelty = clf.novelty(request.X)
-        self._count(loaded, best, novelty)
+        self._count(loaded, request.X, best, novelty)
         return loaded.encoder.encode(
             P, best, clf.in_training_range(request.X), novelty, request.ids
         )
@@ -76,21 +87,18 @@ class DataPlane:
         }
         if reading.id is not None:
             answer["id"] = reading.id
-        self.observers.classified(classes[best], 1)
-        if novelty > 1.0:
-            self.observers.novel(1)
+        self.observers.reading(clf, reading.values, best, novelty > 1.0)
         return answer
 
     def _count(
-        self, loaded: LoadedModel, best: np.ndarray[Any, Any], novelty: np.ndarray[Any, Any]
+        self,
+        loaded: LoadedModel,
+        X: np.ndarray[Any, Any],
+        best: np.ndarray[Any, Any],
+        novelty: np.ndarray[Any, Any],
     ) -> None:
-        counts = np.bincount(best, minlength=len(loaded.classes)).tolist()
-        for label, count in zip(loaded.classes, counts, strict=True):
-            if count:
-                self.observers.classified(label, count)
         novel = int(np.count_nonzero(novelty > 1.0))
-        if novel:
-            self.observers.novel(novel)
+        self.observers.readings(loaded.classifier, X, best, novel)
 
     # --- the Open Inference Protocol ---------------------------------------------------------
 
@@ -139,7 +147,7 @@ class DataPlane:
         P = loaded.classifier.predict_proba(X)
         best = loaded.classifier.decide(P)
         novelty = loaded.classifier.novelty(X)
-        self._count(loaded, best, novelty)
+        self._count(loaded, X, best, novelty)
         wanted = v2.requested_outputs(request)
         labels = np.asarray(loaded.classes)[best].tolist()
         answer: dict[str, Any] = {
@@ -150,6 +158,55 @@ class DataPlane:
             answer["id"] = request.id
         tensors = v2.outputs([name for name, _ in wanted], P, labels, novelty > 1.0)
         return v2.encode_response(answer, tensors, [binary for _, binary in wanted])
+
+    # --- drift (`GET /drift`) ---------------------------------------------------------------
+
+    def drift(self) -> dict[str, Any]:
+        """What `GET /drift` answers (see `schemas.DriftReport`): PSI since the model was loaded.
+
+        Raises NotFound when the model has no drift reference or nothing counts readings.
+        """
+        loaded = self.runtime.current()
+        clf = loaded.classifier
+        reference = clf.drift_reference
+        if reference is None or self.totals is None:
+            raise NotFound(
+                f"model {loaded.version} has no drift reference (written before drift"
+                " monitoring); retrain with `python -m training` to monitor drift"
+            )
+        totals = self.totals(loaded.version)
+        features = []
+        for name, edges, ref_shares in zip(
+            clf.features, reference.edges, reference.feature_shares, strict=True
+        ):
+            counts = [totals.bins.get((name, str(b)), 0.0) for b in range(ref_shares.size)]
+            bounds = [None, *edges.tolist(), None]
+            features.append(
+                {
+                    "name": name,
+                    **_compared(counts, ref_shares),
+                    "bins": [
+                        {"bin": str(b), "lower": bounds[b], "upper": bounds[b + 1], **share}
+                        for b, share in enumerate(_shares(counts, ref_shares))
+                    ],
+                }
+            )
+        label_counts = [totals.labels.get(label, 0.0) for label in clf.classes]
+        return {
+            "model_version": loaded.version,
+            "epsilon": model.PSI_EPSILON,
+            "novel_readings": totals.novel,
+            "features": features,
+            "labels": {
+                **_compared(label_counts, reference.label_shares),
+                "classes": [
+                    {"label": label, **share}
+                    for label, share in zip(
+                        clf.classes, _shares(label_counts, reference.label_shares), strict=True
+                    )
+                ],
+            },
+        }
 
     # --- health and description --------------------------------------------------------------
 
@@ -224,3 +281,17 @@ class DataPlane:
             "metrics": metrics if isinstance(metrics, dict) else {"value": metrics},
             "training": metadata,
         }
+
+
+def _compared(counts: list[float], reference: np.ndarray[Any, Any]) -> dict[str, Any]:
+    total = sum(counts)
+    observed = model.drift.shares(counts)
+    return {"readings": total, "psi": model.psi(observed, reference) if total else None}
+
+
+def _shares(counts: list[float], reference: np.ndarray[Any, Any]) -> list[dict[str, float]]:
+    observed = model.drift.shares(counts).tolist()
+    return [
+        {"count": c, "observed": o, "reference": r}
+        for c, o, r in zip(counts, observed, reference.tolist(), strict=True)
+    ]

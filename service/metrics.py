@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import bisect
+import logging
 import os
 import re
-from collections.abc import Callable, Iterable
-from time import perf_counter
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from time import monotonic, perf_counter
 from typing import Any
 
+import numpy as np
 from flask import Flask
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +24,10 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+import model
+
+logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Answers take well under a millisecond; the low buckets are where the information is.
@@ -31,15 +41,104 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+@dataclass(frozen=True)
+class DriftTotals:
+    """Readings counted for one model version, summed over every worker.
+
+    bins : (feature, bin) -> readings; labels : label -> readings; novel : novel readings
+    """
+
+    bins: dict[tuple[str, str], float]
+    labels: dict[str, float]
+    novel: float
+
+
+class VersionCounts:
+    """One model version's readings counted in this worker's memory, until ``flush``.
+
+    Counting a reading is a few list increments (a bisect per feature for its bin); a batch is a
+    bincount per feature. ``flush`` adds the totals to the Prometheus counters, whose every
+    increment in multiprocess mode is a locked write to a memory-mapped file.
+
+    Unlocked: a worker runs one thread (gevent greenlets, which switch only on I/O, never
+    between a count and a flush). Under OS threads a count racing a flush could be lost.
+    """
+
+    def __init__(self, metrics: Metrics, classifier: model.Classifier) -> None:
+        version = classifier.version
+        self.reference = classifier.drift_reference
+        self._label_children = [metrics.readings.labels(version, c) for c in classifier.classes]
+        self._novel_child = metrics.novel_readings.labels(version)
+        self.labels = [0] * classifier.n_classes
+        self.novel = 0
+        self._bin_children: list[list[Any]] = []
+        self.bins: list[list[int]] = []
+        self._batch_bins: list[np.ndarray] = []
+        self._edges: tuple[list[float], ...] = ()
+        reference = self.reference
+        if reference is not None:
+            self._edges = reference.edge_lists
+            for feature, shares in zip(classifier.features, reference.feature_shares, strict=True):
+                bins = [str(b) for b in range(shares.size)]
+                # Created at zero, so every bin is a series from the start and increase() over
+                # the window counts a bin's first readings too.
+                self._bin_children.append([metrics.bins.labels(version, feature, b) for b in bins])
+                for b, share in zip(bins, shares.tolist(), strict=True):
+                    metrics.bin_reference.labels(version, feature, b).set(share)
+                self.bins.append([0] * shares.size)
+                self._batch_bins.append(np.zeros(shares.size, dtype=np.int64))
+            for label, share in zip(
+                classifier.classes, reference.label_shares.tolist(), strict=True
+            ):
+                metrics.label_reference.labels(version, label).set(share)
+
+    def one(self, reading: Sequence[float], label: int, novel: bool) -> None:
+        for counts, edges, v in zip(self.bins, self._edges, reading, strict=False):
+            counts[bisect.bisect_right(edges, v)] += 1
+        self.labels[label] += 1
+        if novel:
+            self.novel += 1
+
+    def many(self, X: np.ndarray, best: np.ndarray, novel: int) -> None:
+        if self.reference is not None:
+            for total, counts in zip(self._batch_bins, self.reference.bin_counts(X), strict=True):
+                total += counts
+        for label, count in enumerate(np.bincount(best, minlength=len(self.labels)).tolist()):
+            self.labels[label] += count
+        self.novel += novel
+
+    def flush(self) -> None:
+        for children, counts, batch in zip(
+            self._bin_children, self.bins, self._batch_bins, strict=True
+        ):
+            for b, (single, many) in enumerate(zip(counts, batch.tolist(), strict=True)):
+                if single or many:
+                    children[b].inc(single + many)
+                    counts[b] = 0
+            batch[:] = 0
+        for label, count in enumerate(self.labels):
+            if count:
+                self._label_children[label].inc(count)
+                self.labels[label] = 0
+        if self.novel:
+            self._novel_child.inc(self.novel)
+            self.novel = 0
+
+
 class Metrics:
     """The service's metrics and their exposition.
 
     Values are kept per process in ``PROMETHEUS_MULTIPROC_DIR`` when that is set (it must be set
     before the process imports prometheus_client; `gunicorn.conf.py` does it), and a scrape of any
     worker then sums every worker's files. Without it (tests, `flask run`) they live in memory.
+
+    Readings are counted in the worker's memory (``VersionCounts``) and handed to the counters in
+    bulk at most ``flush_interval`` seconds apart: by the next counted reading after the interval,
+    by the timer ``flush_every`` starts (an idle worker), before this worker's own scrape and at
+    exit. So a scrape of any worker sees every worker's readings at most ``flush_interval`` late.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, flush_interval: float = 1.0) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         # A registry per app, so that several apps in one process (tests) do not collide.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -58,13 +157,37 @@ class Metrics:
         )
         self.readings = Counter(
             "sensor_readings_classified",
-            "Readings classified, by predicted label: a drift signal when the mix changes.",
-            ["label"],
+            "Readings classified, by model version and predicted label: a drift signal when the"
+            " mix changes.",
+            ["model_version", "label"],
             registry=self.registry,
         )
         self.novel_readings = Counter(
             "sensor_novel_readings",
-            "Readings flagged novel (farther from every training class than held-out readings).",
+            "Readings flagged novel (farther from every training class than held-out readings),"
+            " by model version.",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.bins = Counter(
+            "sensor_feature_bin_readings",
+            "Readings classified, by model version, feature and bin of the model's drift"
+            " reference (0: below the training minimum; the last: above the maximum).",
+            ["model_version", "feature", "bin"],
+            registry=self.registry,
+        )
+        self.bin_reference = Gauge(
+            "sensor_feature_bin_reference_ratio",
+            "Share of the training readings in each bin of each feature, by model version.",
+            ["model_version", "feature", "bin"],
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+        self.label_reference = Gauge(
+            "sensor_label_reference_ratio",
+            "Share of the validation readings answered with each label, by model version.",
+            ["model_version", "label"],
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
         self.model_info = Gauge(
@@ -81,7 +204,9 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self._labels: dict[str, Any] = {}
+        self._counts: dict[str, VersionCounts] = {}
+        self.flush_interval = flush_interval
+        self._next_flush = monotonic() + flush_interval
 
     def observe_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
         key = (endpoint, method, status)
@@ -95,14 +220,79 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def classified(self, label: str, count: int) -> None:
-        child = self._labels.get(label)
-        if child is None:
-            child = self._labels[label] = self.readings.labels(label)
-        child.inc(count)
+    def serving(self, classifier: model.Classifier) -> None:
+        """A worker serves ``classifier``: its counters start at zero, its reference is exported."""
+        if classifier.version not in self._counts:
+            self._counts[classifier.version] = VersionCounts(self, classifier)
 
-    def novel(self, count: int) -> None:
-        self.novel_readings.inc(count)
+    def _version(self, classifier: model.Classifier) -> VersionCounts:
+        counts = self._counts.get(classifier.version)
+        if counts is None:
+            self.serving(classifier)
+            counts = self._counts[classifier.version]
+        return counts
+
+    def reading(
+        self, classifier: model.Classifier, reading: Sequence[float], label: int, novel: bool
+    ) -> None:
+        """One reading (n_features,) was answered with class index ``label``."""
+        self._version(classifier).one(reading, label, novel)
+        if monotonic() >= self._next_flush:
+            self.flush()
+
+    def readings_batch(
+        self, classifier: model.Classifier, X: np.ndarray, best: np.ndarray, novel: int
+    ) -> None:
+        """Readings ``X`` (n, n_features) were answered with class indices ``best`` (n,)."""
+        self._version(classifier).many(X, best, novel)
+        if monotonic() >= self._next_flush:
+            self.flush()
+
+    def flush(self) -> None:
+        """Add this worker's counts since the last flush to the (shared) counters."""
+        self._next_flush = monotonic() + self.flush_interval
+        for counts in self._counts.values():
+            counts.flush()
+
+    def flush_every(self) -> threading.Event:
+        """Flush on a timer too (a greenlet under gevent), and at exit; set the event to stop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self.flush_interval):
+                try:
+                    self.flush()
+                except Exception:  # never let the timer die; counting flushes too
+                    logger.exception("flushing reading counts failed")
+
+        threading.Thread(target=loop, name="metrics-flush", daemon=True).start()
+        atexit.register(self.flush)
+        return stop
+
+    def _collect(self) -> Iterable[Any]:
+        self.flush()
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return registry.collect()
+        return self.registry.collect()
+
+    def drift_totals(self, version: str) -> DriftTotals:
+        """Readings counted for ``version`` by every worker (this one's up to now)."""
+        bins: dict[tuple[str, str], float] = {}
+        labels: dict[str, float] = {}
+        novel = 0.0
+        for family in self._collect():
+            for sample in family.samples:
+                if sample.labels.get("model_version") != version:
+                    continue
+                if sample.name == "sensor_feature_bin_readings_total":
+                    bins[(sample.labels["feature"], sample.labels["bin"])] = sample.value
+                elif sample.name == "sensor_readings_classified_total":
+                    labels[sample.labels["label"]] = sample.value
+                elif sample.name == "sensor_novel_readings_total":
+                    novel = sample.value
+        return DriftTotals(bins=bins, labels=labels, novel=novel)
 
     def reloaded(self, outcome: str, old: str | None, new: str) -> None:
         if outcome == "success":
@@ -115,6 +305,7 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric (summed over all workers) and its content type."""
+        self.flush()
         if self.multiprocess:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)

@@ -7,9 +7,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import model
 from service.encoding import BatchEncoder
@@ -104,8 +105,16 @@ def startup_message(error: ModelLoadError, path: Path) -> str:
 class Observers:
     """Callbacks through which the runtime reports to metrics (no-ops by default)."""
 
-    classified: Callable[[str, int], None] = lambda label, count: None
-    novel: Callable[[int], None] = lambda count: None
+    # One reading (n_features,) answered with a class index, and whether it was novel.
+    reading: Callable[[model.Classifier, Sequence[float], int, bool], None] = (
+        lambda classifier, reading, label, novel: None
+    )
+    # Readings X (n, n_features) answered with class indices (n,), and how many were novel.
+    readings: Callable[[model.Classifier, Any, Any, int], None] = (
+        lambda classifier, X, best, novel: None
+    )
+    # A model is now served by this worker (called before `reloaded`).
+    serving: Callable[[model.Classifier], None] = lambda classifier: None
     reloaded: Callable[[str, str | None, str], None] = lambda outcome, old, new: None
 
 
@@ -226,6 +235,7 @@ class ModelRuntime:
         return True
 
     def _install(self, loaded: LoadedModel, previous: LoadedModel | None) -> None:
+        self.observers.serving(loaded.classifier)
         self._loaded = loaded
         old = previous.version if previous else None
         if previous is None:

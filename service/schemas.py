@@ -427,3 +427,52 @@ class ModelInfo(BaseModel):
     training: dict[str, Any] = Field(
         description="How it was trained: configuration, data, libraries."
     )
+
+
+class DriftBin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bin: str = Field(description="The `bin` label of `sensor_feature_bin_readings_total`.")
+    lower: float | None = Field(description="Lowest value in the bin (null: below training).")
+    upper: float | None = Field(
+        description="The bin holds values below this (null: above the training maximum)."
+    )
+    count: float = Field(description="Readings counted in the bin.")
+    observed: float = Field(description="Share of the counted readings in the bin.")
+    reference: float = Field(description="Share of the training readings in the bin.")
+
+
+class FeatureDrift(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    readings: float = Field(description="Readings counted since the model was loaded.")
+    psi: float | None = Field(
+        description="Population stability index of the observed against the reference shares"
+        " (null before any reading)."
+    )
+    bins: list[DriftBin]
+
+
+class LabelShare(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    count: float = Field(description="Readings answered with this label.")
+    observed: float = Field(description="Share of the counted readings answered with it.")
+    reference: float = Field(description="Share of validation readings answered with it.")
+
+
+class LabelDrift(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    readings: float
+    psi: float | None = Field(description="PSI of the predicted labels against the reference.")
+    classes: list[LabelShare]
+
+
+class DriftReport(BaseModel):
+    """Live readings against the model's training reference, summed over every worker."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_version: str
+    epsilon: float = Field(description="Floor of every share in PSI (an empty bin counts as it).")
+    novel_readings: float = Field(description="Readings flagged novel since the model was loaded.")
+    features: list[FeatureDrift]
+    labels: LabelDrift

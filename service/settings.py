@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     each worker's watcher and by the first request after the interval; 0 makes every request
     check."""
 
+    metrics_flush_interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds a worker keeps its counts of classified readings (per label, per feature bin,
+    novel) in memory before adding them to the shared metrics files; a scrape or `/drift` sees
+    every worker's counts at most this late (plus one busy request)."""
+
     log_level: str = Field(default="info", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     """Level of the service's own log lines (stderr)."""
 

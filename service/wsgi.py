@@ -31,3 +31,4 @@ except ModelLoadError as exc:
     logging.getLogger(__name__).critical(startup_message(exc, _settings.model_path))
     sys.exit(APP_LOAD_ERROR)
 app.extensions["sensor"]["runtime"].watch()
+app.extensions["sensor"]["metrics"].flush_every()

@@ -295,7 +295,14 @@ def train(
         "libraries": _library_versions(),
         "training_seconds": round(time.perf_counter() - started, 3),
     }
-    classifier = dataclasses.replace(uncalibrated, metadata=metadata)
+    # What live readings are compared with: the training readings' bins, and the labels the
+    # service would answer on validation readings (least expected cost, as it answers).
+    drift_reference = model.DriftReference.fit(
+        train_set.X, uncalibrated.decide(validation_P), len(train_set.classes)
+    )
+    classifier = dataclasses.replace(
+        uncalibrated, metadata=metadata, drift_reference=drift_reference
+    )
     return TrainingResult(
         classifier=classifier,
         metrics=metrics,

@@ -64,14 +64,16 @@ def test_readings_are_counted_by_predicted_label(
         expected[label] += 1
     for label, count in expected.items():
         name = "sensor_readings_classified_total"
-        got = value(after, name, label=label) - value(before, name, label=label)
+        labels = {"label": label, "model_version": classifier.version}
+        got = value(after, name, **labels) - value(before, name, **labels)
         assert got == count, label
 
 
 def test_novel_readings_are_counted_from_every_api(
     client: FlaskClient, classifier: model.Classifier
 ) -> None:
-    before = value(samples(client), "sensor_novel_readings_total")
+    novel = {"model_version": classifier.version}
+    before = value(samples(client), "sensor_novel_readings_total", **novel)
     inside, outside = (
         {"temperature": 50.0, "vibration": 5.0},
         {"temperature": 500.0, "vibration": 50.0},
@@ -85,7 +87,7 @@ def test_novel_readings_are_counted_from_every_api(
             "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [500.0, 50.0]}]
         },
     )
-    assert value(samples(client), "sensor_novel_readings_total") - before == 4
+    assert value(samples(client), "sensor_novel_readings_total", **novel) - before == 4
 
 
 def test_the_served_model_version_is_a_gauge(

@@ -71,6 +71,7 @@ def response_schema(document: dict, path: str, method: str, status: int) -> dict
         ("get", "/healthz", "/healthz", {}),
         ("get", "/readyz", "/readyz", {}),
         ("get", "/model", "/model", {}),
+        ("get", "/drift", "/drift", {}),
         ("get", "/v2/health/live", "/v2/health/live", {}),
         ("get", "/v2/health/ready", "/v2/health/ready", {}),
         ("get", "/v2/models/sensor-classifier", "/v2/models/{model_name}", {}),

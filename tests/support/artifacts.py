@@ -33,6 +33,7 @@ def build_classifier(
     metadata: Mapping[str, Any] | None = None,
     limits: Sequence[tuple[float, float]] | None = None,
     novelty_threshold: float | None = None,
+    drift_reference: model.DriftReference | None = None,
 ) -> model.Classifier:
     """A classifier over ``features`` and ``classes`` with weights drawn from ``seed``.
 
@@ -44,6 +45,8 @@ def build_classifier(
     The novelty model is that uniform data's: every class centred in the range with unit
     covariance (in standardized space). Its threshold defaults to the distance of the range's
     corners, sqrt(3 n_features), so a reading is novel only outside the training range.
+
+    The drift reference defaults to ``uniform_reference``: that same uniform data, binned.
     """
     rng = np.random.default_rng(seed)
     n = len(features)
@@ -99,6 +102,34 @@ def build_classifier(
             }
         ),
         novelty_model=novelty_model,
+        drift_reference=drift_reference or uniform_reference(lo, hi, len(classes)),
+    )
+
+
+def uniform_reference(
+    feature_min: Sequence[float] | np.ndarray,
+    feature_max: Sequence[float] | np.ndarray,
+    n_classes: int,
+) -> model.DriftReference:
+    """The drift reference of readings uniform over the training range, labels equally likely.
+
+    Ten equal-width bins per feature (the quantiles of uniform data) plus the empty underflow
+    and overflow bins; ``uniform_readings`` draws readings that match it.
+    """
+    lo, hi = np.asarray(feature_min, np.float64), np.asarray(feature_max, np.float64)
+    edges = tuple(np.linspace(a, b, 11) for a, b in zip(lo, hi, strict=True))
+    inner = np.full(10, 0.1)
+    return model.DriftReference(
+        edges=edges,
+        feature_shares=tuple(np.concatenate([[0.0], inner, [0.0]]) for _ in edges),
+        label_shares=np.full(n_classes, 1.0 / n_classes),
+    )
+
+
+def uniform_readings(classifier: model.Classifier, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` readings (n, n_features) uniform over the training range (``uniform_reference``)."""
+    return rng.uniform(
+        classifier.feature_min, classifier.feature_max, size=(n, classifier.n_features)
     )
 
 
