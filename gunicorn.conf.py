@@ -26,6 +26,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sensor-prometheus-")
 _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 _metrics_dir.mkdir(parents=True, exist_ok=True)
+# Where the workers keep the last artifact that loaded (service.runtime), shared by this server's
+# master and workers; without one from the environment, a fresh one.
+if not os.environ.get("SENSOR_STATE_DIR"):
+    os.environ["SENSOR_STATE_DIR"] = tempfile.mkdtemp(prefix="sensor-state-")
 
 from service.gunicorn_support import available_cpus  # noqa: E402
 from service.settings import ServerSettings  # noqa: E402

@@ -69,7 +69,10 @@ def create_api(dataplane: DataPlane, settings: Settings, metrics: Metrics) -> Bl
     def readyz() -> Response:
         readiness = dataplane.ready()
         if readiness.ready:
-            return json_response({"status": "ok", "model_version": readiness.model_version})
+            answer = {"status": "ok", "model_version": readiness.model_version}
+            if readiness.detail != "ok":
+                answer["detail"] = readiness.detail
+            return json_response(answer)
         return json_response(
             {
                 "status": "unavailable",

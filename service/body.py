@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from werkzeug.wsgi import ClosingIterator
 
 from service.errors import (
     JSON,
+    Busy,
     MalformedRequest,
     PayloadTooLarge,
     RequestTimeout,
@@ -19,6 +23,8 @@ from service.errors import (
 from service.settings import Settings
 
 Deadline = Callable[[float], contextlib.AbstractContextManager[Any]]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def body_deadline() -> Deadline:
@@ -70,6 +76,7 @@ def read_body(
             expected = "Content-Type " + " or ".join(media_types)
         raise UnsupportedMediaType(f"the body must be {expected}, got {shown}")
     limit = settings.max_body_bytes
+    budget: BodyBudget | None = environ.get(BodyBudget.ENVIRON_KEY)
     length_header = environ.get("CONTENT_LENGTH")
     length: int | None = None
     if length_header:
@@ -81,6 +88,9 @@ def read_body(
             raise PayloadTooLarge(
                 f"the body is {length} bytes; the limit is {limit} (SENSOR_MAX_BODY_BYTES)"
             )
+    if budget is not None:
+        # Before a byte is read: a chunked body may grow to the limit.
+        budget.reserve(environ, limit if length is None else length)
     stream = environ["wsgi.input"]
     data: bytes | None = None
     with deadline(settings.request_timeout):
@@ -109,6 +119,68 @@ def read_body(
     if length is not None and len(data) < length:
         raise MalformedRequest(f"the body ended after {len(data)} of {length} bytes")
     return data
+
+
+class BodyBudget:
+    """The bytes of request bodies and unsent answers one worker holds at once, bounded.
+
+    A request reserves its body's length before it is read (`read_body`); its answer's length
+    is added once the app has answered; all of it is given back when the answer has been sent
+    (the WSGI iterable's `close`). A request that would take the total over ``limit`` gets a
+    503 with Retry-After before its body is read. So however many clients send maximal bodies,
+    or never read their answers, a worker holds at most about ``limit`` bytes of them (plus one
+    answer per request admitted), and its memory stays bounded.
+    """
+
+    ENVIRON_KEY = "sensor.body_budget"
+    _HELD = "sensor.body_budget.held"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()  # a gevent lock under gevent workers: never contended
+
+    def reserve(self, environ: dict[str, Any], n: int) -> None:
+        with self._lock:
+            if self.held + n > self.limit:
+                raise Busy(
+                    f"this worker holds {self.held} bytes of request bodies and answers; another"
+                    f" {n} would pass SENSOR_MAX_BYTES_IN_FLIGHT ({self.limit}): retry shortly"
+                )
+            self.held += n
+        environ[self._HELD] = environ.get(self._HELD, 0) + n
+
+    def _release(self, environ: dict[str, Any]) -> None:
+        n = environ.pop(self._HELD, 0)
+        with self._lock:
+            self.held -= n
+
+    def middleware(self, app: WSGIApp) -> WSGIApp:
+        """Wrap ``app`` so that every request's bytes are counted until its answer is sent."""
+
+        def counted(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            environ[self.ENVIRON_KEY] = self
+            answer_length = 0
+
+            def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                nonlocal answer_length
+                for name, value in headers:
+                    if name.lower() == "content-length" and value.isdigit():
+                        answer_length = int(value)
+                return start_response(status, headers, exc_info)
+
+            try:
+                iterable = app(environ, start)
+            except BaseException:
+                self._release(environ)
+                raise
+            if answer_length:
+                with self._lock:  # counted, never refused: the answer exists already
+                    self.held += answer_length
+                environ[self._HELD] = environ.get(self._HELD, 0) + answer_length
+            return ClosingIterator(iterable, lambda: self._release(environ))
+
+        return counted
 
 
 class DuplicateKey(ValidationFailed):

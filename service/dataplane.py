@@ -220,7 +220,10 @@ class DataPlane:
             p = clf.predict_proba_one(((clf.feature_min + clf.feature_max) / 2.0).tolist())
             distribution = len(p) == len(loaded.classes) and all(0.0 <= v <= 1.0 for v in p)
             if distribution and abs(sum(p) - 1.0) < 1e-6:
-                return Readiness(True, loaded.version, "ok")
+                problem = self.runtime.problem
+                if problem is None:
+                    return Readiness(True, loaded.version, "ok")
+                return Readiness(True, loaded.version, f"serving the last good model; {problem}")
             detail = f"self-test prediction is not a probability distribution: {p}"
         except Exception as exc:
             logger.exception("self-test prediction failed")
@@ -263,6 +266,7 @@ class DataPlane:
             "model_name": self.settings.model_name,
             "model_version": loaded.version,
             "artifact": str(loaded.path),
+            "artifact_problem": self.runtime.problem,
             "loaded_at": loaded.loaded_at.isoformat(timespec="seconds"),
             "features": features,
             "classes": list(clf.classes),

@@ -66,6 +66,18 @@ class PayloadTooLarge(ServiceError):
         super().__init__(message, headers={"Connection": "close"})
 
 
+class Busy(ServiceError):
+    """The worker holds as many request bodies as it may; the client should come back soon.
+
+    The body is left unread, so the connection is closed rather than drained.
+    """
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after), "Connection": "close"})
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
 

@@ -119,18 +119,22 @@ class JsonLogger(Logger):
 def check_model() -> None:
     """Load the configured artifact once in gunicorn's master; exit non-zero if it is unusable.
 
+    Only the configured file counts here: the first start with no usable model fails fast.
+
     Without this, every worker would fail to boot on its own and the reason would be buried in
     gunicorn's output; this way there is one log line naming the file, the problem and the fix.
     """
-    from service.runtime import ModelLoadError, load_model, startup_message
+    from service.runtime import ModelLoadError, keep_copy, load_model, startup_message
     from service.settings import Settings
 
     settings = Settings()
     try:
-        load_model(settings.model_path, settings)
+        loaded = load_model(settings.model_path, settings)
     except ModelLoadError as exc:
         logging.getLogger("gunicorn.error").critical(startup_message(exc, settings.model_path))
         raise SystemExit(1) from None
+    # The workers' fallback starts as this model: a first start never falls back to an older one.
+    keep_copy(loaded, settings.state_dir)
 
 
 def take_turns(worker: Any) -> None:

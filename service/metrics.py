@@ -197,6 +197,14 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=self.registry,
         )
+        self.artifact_problem = Gauge(
+            "sensor_model_artifact_problem",
+            "1 while a worker cannot serve SENSOR_MODEL_PATH (missing, unreadable or refused) and"
+            " answers with the last good model instead, else 0.",
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+        self.artifact_problem.set(0)
         self.reloads = Counter(
             "sensor_model_reloads",
             "New model artifacts seen by a worker, by outcome (success, failure).",
@@ -293,6 +301,9 @@ class Metrics:
                 elif sample.name == "sensor_novel_readings_total":
                     novel = sample.value
         return DriftTotals(bins=bins, labels=labels, novel=novel)
+
+    def artifact_problem_changed(self, problem: bool) -> None:
+        self.artifact_problem.set(1 if problem else 0)
 
     def reloaded(self, outcome: str, old: str | None, new: str) -> None:
         if outcome == "success":

@@ -86,6 +86,8 @@ BODY_ERRORS = {
     413: "The body is too large.",
     415: "The body is not JSON (Content-Type must be application/json).",
     422: "Valid JSON that does not fit the schema (a duplicate key included).",
+    503: "The worker holds as many request bodies as it may (SENSOR_MAX_BYTES_IN_FLIGHT);"
+    " retry after `Retry-After` seconds.",
 }
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -116,6 +119,49 @@ class Observers:
     # A model is now served by this worker (called before `reloaded`).
     serving: Callable[[model.Classifier], None] = lambda classifier: None
     reloaded: Callable[[str, str | None, str], None] = lambda outcome, old, new: None
+    # Whether the configured artifact cannot be served (the last good model answers instead).
+    artifact_problem: Callable[[bool], None] = lambda problem: None
+
+
+LAST_GOOD = "last-good.npz"
+
+
+def keep_copy(loaded: LoadedModel, state_dir: Path | None) -> None:
+    """Copy the artifact just loaded into ``state_dir`` as the last good one, atomically.
+
+    Only if the file is still the one that was loaded (same inode, size and mtime after the
+    copy): a newer file is about to be loaded anyway. A failure costs only the fallback and is
+    logged, never raised: serving matters more.
+    """
+    if state_dir is None or loaded.signature is None:
+        return
+    target = state_dir / LAST_GOOD
+    if loaded.path == target:
+        return
+    tmp: str | None = None
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".last-good.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as out, open(loaded.path, "rb") as source:
+            shutil.copyfileobj(source, out)
+            out.flush()
+            os.fsync(out.fileno())
+        if FileSignature.of(loaded.path) == loaded.signature:
+            os.replace(tmp, target)
+            tmp = None
+    except OSError as exc:
+        logger.warning(
+            "cannot keep a copy of model %s in %s (%s): a worker started while %s is unusable"
+            " will not start",
+            loaded.version,
+            state_dir,
+            exc,
+            loaded.path,
+        )
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 class ModelRuntime:
@@ -130,6 +176,13 @@ class ModelRuntime:
     A file that fails to load is logged once and skipped (until it changes again) while the
     previous model keeps answering. Each worker process does this on its own, so there is
     nothing to coordinate.
+
+    Every model loaded from the configured file is also copied to ``state_dir`` as the last
+    good one. A worker that starts while the file is missing or broken (an OOM kill, or
+    `max_requests` recycling, after a bad rollout) serves that copy, the version its siblings
+    serve, rather than exiting (which gunicorn's arbiter would answer by stopping the whole
+    service). Until the file is usable again, ``problem`` says why and readiness, `/model`, a
+    metric and the log show it.
     """
 
     def __init__(
@@ -147,16 +200,50 @@ class ModelRuntime:
         self._next_check = 0.0
         self._refused: FileSignature | None = None
         self._unreadable_logged = False
+        self.problem: str | None = None
         # One check at a time; under threads, a request arriving during a reload waits for it
         # (a load takes milliseconds) rather than answering with the model it replaces.
         self._reload_lock = threading.Lock()
 
     def start(self) -> LoadedModel:
-        """Load the configured artifact; raises ModelLoadError (the service must not start)."""
-        loaded = load_model(self.path, self.settings)
+        """Load the configured artifact, else the last good copy; raises ModelLoadError when
+        neither loads (the service must not start)."""
+        try:
+            loaded = load_model(self.path, self.settings)
+        except ModelLoadError as exc:
+            loaded = self._last_good(exc)
         self._install(loaded, previous=None)
         self._next_check = self._clock() + self._interval
         return loaded
+
+    def _last_good(self, error: ModelLoadError) -> LoadedModel:
+        """The last good copy, when the configured artifact failed with ``error``."""
+        state_dir = self.settings.state_dir
+        copy = state_dir / LAST_GOOD if state_dir is not None else None
+        if copy is None or not copy.is_file():
+            raise error
+        try:
+            loaded = load_model(copy, self.settings)
+        except ModelLoadError:
+            raise error from None
+        # Judged once: the same unusable file is not retried, nor logged again, until it changes.
+        try:
+            self._refused = FileSignature.of(self.path)
+        except OSError:
+            self._unreadable_logged = True
+        self._set_problem(str(error))
+        logger.error(
+            "%s; serving the last good model %s (kept at %s) until it is fixed",
+            error,
+            loaded.version,
+            copy,
+        )
+        return loaded
+
+    def _set_problem(self, problem: str | None) -> None:
+        if problem != self.problem:
+            self.problem = problem
+            self.observers.artifact_problem(problem is not None)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -200,6 +287,7 @@ class ModelRuntime:
                 signature = FileSignature.of(self.path)
             except OSError as exc:
                 # A file being replaced by a non-atomic writer, or removed: keep serving, say so once.
+                self._set_problem(f"model artifact {self.path}: cannot stat ({exc.strerror})")
                 if not self._unreadable_logged:
                     logger.error(
                         "model artifact %s: cannot stat (%s); still serving model %s",
@@ -211,9 +299,11 @@ class ModelRuntime:
                 return False
             self._unreadable_logged = False
             current = self._loaded
-            if (current is not None and signature == current.signature) or (
-                signature == self._refused
-            ):
+            if current is not None and signature == current.signature:
+                if current.path == self.path:
+                    self._set_problem(None)  # the file is back as it was
+                return False
+            if signature == self._refused:
                 return False
             return self._reload(signature)
 
@@ -223,6 +313,7 @@ class ModelRuntime:
             loaded = load_model(self.path, self.settings)
         except ModelLoadError as exc:
             self._refused = signature
+            self._set_problem(str(exc))
             logger.error(
                 "refused new model artifact: %s; still serving model %s",
                 exc,
@@ -237,6 +328,9 @@ class ModelRuntime:
     def _install(self, loaded: LoadedModel, previous: LoadedModel | None) -> None:
         self.observers.serving(loaded.classifier)
         self._loaded = loaded
+        if loaded.path == self.path:
+            self._set_problem(None)
+            keep_copy(loaded, self.settings.state_dir)
         old = previous.version if previous else None
         if previous is None:
             logger.info("serving model %s from %s", loaded.version, loaded.path)

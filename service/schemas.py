@@ -413,6 +413,10 @@ class ModelInfo(BaseModel):
     model_name: str
     model_version: str
     artifact: str = Field(description="Path of the artifact file that was loaded.")
+    artifact_problem: str | None = Field(
+        description="Why SENSOR_MODEL_PATH cannot be served right now (missing, unreadable or"
+        " refused), while this last good model answers; null when it is the one served."
+    )
     loaded_at: str = Field(description="When this worker loaded it (ISO 8601, UTC).")
     features: list[FeatureInfo]
     classes: list[str]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The deepest document the API itself needs: an inference request with nested data,
@@ -38,9 +38,21 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=10_000, ge=1)
     """Most readings accepted in one `{"readings": [...]}` batch; more is a 422."""
 
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest request body accepted, in bytes; a larger body is a 413 (checked before reading
-    it when the client sends Content-Length)."""
+    it when the client sends Content-Length). The default holds a batch of 10,000 readings with
+    ids of up to about 50 characters; raise it with SENSOR_MAX_BATCH or for longer ids."""
+
+    max_bytes_in_flight: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Bytes of request bodies and unsent answers one worker holds at once (at least
+    SENSOR_MAX_BODY_BYTES); a request arriving over it gets a 503 with Retry-After, before its
+    body is read. This is what bounds the service's memory whatever clients send."""
+
+    state_dir: Path | None = None
+    """Directory where each worker keeps a copy of the last artifact that loaded successfully,
+    so that a worker started while SENSOR_MODEL_PATH is missing or broken serves that model
+    instead of failing. `gunicorn.conf.py` makes a fresh one per server when unset; none: no
+    copy is kept."""
 
     max_json_depth: int = Field(default=32, ge=API_JSON_DEPTH)
     """Deepest JSON nesting accepted (arrays and objects); deeper documents are a 400."""
@@ -61,6 +73,15 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     """Level of the service's own log lines (stderr)."""
 
+    @model_validator(mode="after")
+    def _budget_holds_one_body(self) -> Settings:
+        if self.max_bytes_in_flight < self.max_body_bytes:
+            raise ValueError(
+                "SENSOR_MAX_BYTES_IN_FLIGHT must be at least SENSOR_MAX_BODY_BYTES"
+                f" ({self.max_bytes_in_flight} < {self.max_body_bytes})"
+            )
+        return self
+
 
 class ServerSettings(BaseSettings):
     """How gunicorn runs the app (read by `gunicorn.conf.py`), same prefix and priority."""
@@ -80,12 +101,13 @@ class ServerSettings(BaseSettings):
     """Worker processes. Default: the CPUs this process may really use (the cgroup CPU quota,
     rounded up, and the CPU affinity mask, whichever is smaller)."""
 
-    worker_connections: int = Field(default=1000, ge=1)
-    """Simultaneous connections per worker; slow clients each hold one, never a worker."""
+    worker_connections: int = Field(default=5000, ge=1)
+    """Simultaneous connections per worker. A slow client holds one (a greenlet, a few kB), never
+    a worker; there must be more than slow clients, or the others wait to be accepted."""
 
     keepalive: int = Field(default=5, ge=1)
-    """Seconds an idle keep-alive connection stays open; also the time a client has to send a
-    request's line and headers."""
+    """Seconds an idle keep-alive connection stays open; also the total time a client has to
+    send a request's line and headers (one deadline, however slowly they trickle in)."""
 
     graceful_timeout: int = Field(default=25, ge=1)
     """Seconds a worker gets after SIGTERM (or a restart) to finish the requests it accepted."""

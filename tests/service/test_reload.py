@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 import model
 from service.app import create_app
-from service.runtime import ModelRuntime
+from service.runtime import ModelLoadError, ModelRuntime
 from service.settings import Settings
 from tests.support.artifacts import build_classifier, write_artifact
 
@@ -168,3 +168,44 @@ def test_the_watcher_switches_an_idle_runtime(artifact: Path) -> None:
         assert runtime.loaded.version == new.version
     finally:
         stop.set()
+
+
+def test_a_worker_started_while_the_artifact_is_unusable_serves_the_last_good_copy(
+    tmp_path: Path,
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    served = model.load(path).version
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    first = create_app(settings).test_client()  # a worker that loaded the good file
+    assert version_answering(first) == served
+    assert first.get("/model").get_json()["artifact_problem"] is None
+
+    for spoil in (path.unlink, lambda: path.write_bytes(b"PK\x03\x04 garbage")):
+        spoil()
+        worker = create_app(settings).test_client()  # started after the damage
+        assert version_answering(worker) == served
+        ready = worker.get("/readyz")
+        assert ready.status_code == 200
+        assert "serving the last good model" in ready.get_json()["detail"]
+        info = worker.get("/model").get_json()
+        assert info["model_version"] == served and str(path) in info["artifact_problem"]
+        assert "sensor_model_artifact_problem 1.0" in worker.get("/metrics").get_data(as_text=True)
+        assert version_answering(first) == served  # the running worker keeps its model too
+
+    fixed = build_classifier(seed=4)
+    fixed.save(path)
+    assert version_answering(worker) == fixed.version
+    assert worker.get("/model").get_json()["artifact_problem"] is None
+    assert "detail" not in worker.get("/readyz").get_json()
+    assert "sensor_model_artifact_problem 0.0" in worker.get("/metrics").get_data(as_text=True)
+
+
+def test_with_no_good_model_ever_loaded_there_is_nothing_to_fall_back_on(tmp_path: Path) -> None:
+    path = tmp_path / "models" / "model.npz"
+    settings = Settings(model_path=path, state_dir=tmp_path / "state")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        create_app(settings)
+    path.parent.mkdir()
+    path.write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="not a zip"):
+        create_app(settings)
