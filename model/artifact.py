@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -322,7 +323,10 @@ class Classifier:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _remove_stray_temporaries(path)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, allow_pickle=False, **_arrays(self, with_metadata=True))
@@ -340,6 +344,32 @@ class Classifier:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _remove_stray_temporaries(path: Path) -> None:
+    """Delete temporary files that an earlier save of ``path`` left when it was killed.
+
+    Their names carry the writing process's id (`.model.npz.<pid>.<random>.tmp`): one whose
+    process is gone is stray; one of a live process may be a save under way and is kept. A name
+    without an id comes from a build before ids were written, and is stray too.
+    """
+    prefix = f".{path.name}."
+    for entry in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid_text = entry.name[len(prefix) :].partition(".")[0]
+        if pid_text.isdigit() and _process_exists(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _arrays(clf: Classifier, with_metadata: bool) -> dict[str, NDArray[Any]]:

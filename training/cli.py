@@ -570,7 +570,7 @@ def _run_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_GATE
-    result.classifier.save(args.out)
+    _save(result.classifier, args.out)
     elapsed = time.perf_counter() - started
     print(
         f"wrote {args.out} (model_version {result.classifier.version}, "
@@ -676,7 +676,7 @@ def _run_costs(args: argparse.Namespace) -> int:
     rewritten = dataclasses.replace(
         rewritten, metadata={**rewritten.metadata, "cost_changes": history}
     )
-    rewritten.save(args.out)
+    _save(rewritten, args.out)
     entries = ", ".join(describe(rewritten.costs, rewritten.classes)) or "none (argmax)"
     print(
         f"wrote {args.out} (model_version {rewritten.version}, was {original.version}); "
@@ -699,6 +699,17 @@ COMMANDS = {
     "generate": (build_generate_parser, _run_generate),
     "costs": (build_costs_parser, _run_costs),
 }
+
+
+def _save(classifier: Any, out: Path) -> None:
+    """Write the artifact; a failure (a full disk, an I/O error) names the file and reassures."""
+    try:
+        classifier.save(out)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(
+            f"cannot write {out}: {reason}; the file that was there is unchanged"
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
