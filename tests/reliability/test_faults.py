@@ -44,9 +44,11 @@ def maximal_batch(limit: int = MAX_BODY) -> bytes:
 
 
 class Legitimate:
-    """Well-behaved clients in threads, each on its own keep-alive connection, until stopped."""
+    """Well-behaved clients in threads, until stopped: each on its own keep-alive connection,
+    or (``fresh``) on a new connection per request, as many a plant's clients do."""
 
-    def __init__(self, url: str, clients: int = 2) -> None:
+    def __init__(self, url: str, clients: int = 2, fresh: bool = False) -> None:
+        self.fresh = fresh
         self.latencies: list[float] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -55,7 +57,10 @@ class Legitimate:
         ]
 
     def _run(self, url: str) -> None:
-        with httpx.Client(base_url=url, timeout=10.0) as client:
+        limits = httpx.Limits(max_keepalive_connections=0) if self.fresh else None
+        with httpx.Client(
+            base_url=url, timeout=10.0, **({"limits": limits} if limits else {})
+        ) as client:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
@@ -249,7 +254,8 @@ def test_3000_slow_clients_cost_connection_slots_not_waits(
 ) -> None:
     server = server_factory(artifact, workers=2)
     opened: list[tuple[int, int]] = []
-    with Legitimate(server.url) as legitimate:
+    # New connections: they must be accepted, beside thousands that hold theirs.
+    with Legitimate(server.url, fresh=True) as legitimate:
         attack = threading.Thread(
             target=lambda: opened.append(slow_clients(server, 3000, seconds=8.0)), daemon=True
         )
