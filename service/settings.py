@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     it when the client sends Content-Length). The default holds a batch of 10,000 readings with
     ids of up to about 50 characters; raise it with SENSOR_MAX_BATCH or for longer ids."""
 
-    max_bytes_in_flight: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_bytes_in_flight: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Bytes of request bodies and unsent answers one worker holds at once (at least
     SENSOR_MAX_BODY_BYTES); a request arriving over it gets a 503 with Retry-After, before its
     body is read. This is what bounds the service's memory whatever clients send."""
