@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any, TypeVar
 
 import orjson
 from flask import Blueprint, Flask, Response, abort, current_app, send_from_directory
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from swagger_ui_bundle import swagger_ui_path
 
 from service.inference_protocol import V2Error
 from service.protocol_paths import is_v2_path
@@ -32,6 +32,7 @@ from service.settings import Settings
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
 # Swagger UI's files, served by the service itself: plants often run without internet access.
+SWAGGER_UI_DIR = str(files("flask_swagger_ui").joinpath("dist"))
 DOCS_ASSETS = frozenset(
     {
         "swagger-ui.css",
@@ -258,6 +259,6 @@ def create_docs(runtime: ModelRuntime, settings: Settings) -> Blueprint:
     def docs_asset(asset: str) -> Response:
         if asset not in DOCS_ASSETS:
             abort(404)
-        return send_from_directory(str(swagger_ui_path), asset, max_age=86400)
+        return send_from_directory(SWAGGER_UI_DIR, asset, max_age=86400)
 
     return docs
