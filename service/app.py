@@ -6,6 +6,7 @@ from flask import Flask
 
 from service import metrics as request_metrics
 from service.api import create_api
+from service.card import create_card
 from service.dataplane import DataPlane
 from service.errors import register_error_handlers
 from service.kserve import create_v2
@@ -46,5 +47,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(create_api(dataplane, settings, metrics))
     app.register_blueprint(create_v2(dataplane, settings))
     app.register_blueprint(create_docs(runtime, settings))
+    app.register_blueprint(create_card(dataplane))
     request_metrics.init_app(app, metrics)
     return app

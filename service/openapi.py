@@ -80,6 +80,9 @@ Schema = type[BaseModel] | Models | Callable[[LoadedModel], type[BaseModel] | Mo
 Text = str | Callable[[LoadedModel, Settings], str]
 View = TypeVar("View", bound=Callable[..., Any])
 
+# Response kinds a view may declare instead of a schema: a string of this media type.
+TEXT_MEDIA = {"text": "text/plain", "html": "text/html"}
+
 # What every body-reading operation can answer, whichever API it belongs to.
 BODY_ERRORS = {
     400: "Malformed JSON, or nested too deeply.",
@@ -166,8 +169,8 @@ def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dic
         error_schema = V2Error if is_v2_path(rule.rule) else ErrorResponse
         responses: dict[str, Any] = {}
         for status, (schema, text) in operation.responses.items():
-            if schema == "text":
-                responses[str(status)] = content({"type": "string"}, text, "text/plain")
+            if schema in TEXT_MEDIA:
+                responses[str(status)] = content({"type": "string"}, text, TEXT_MEDIA[schema])
             elif schema == "object":
                 responses[str(status)] = content({"type": "object"}, text)
             else:
