@@ -127,7 +127,9 @@ def test_the_page_shows_every_section_readiness_and_links(trained_client: FlaskC
     assert {"model", "quality", "live", "try", "features", "costs", "novelty"} <= found.ids
     assert {"per-class", "confusion", "reliability", "labels", "drift", "try-form"} <= found.ids
     version = trained_client.get("/readyz").get_json()["model_version"]
-    assert re.search(r'id="readiness" class="ready">Ready: answering with model <code>' + version, html)
+    assert re.search(
+        r'id="readiness" class="ready">Ready: answering with model <code>' + version, html
+    )
     for link in ("/docs", "/openapi.json", "/model", "/metrics"):
         assert f'href="{link}"' in html
     # One field per feature, named as /classify names it.
@@ -179,7 +181,9 @@ def test_a_swap_shows_the_new_model_and_renders_its_sections_once(tmp_path: Path
     app.jinja_env.get_template = counting  # type: ignore[method-assign]
     first = model.load(path).version
     for _ in range(3):
-        assert f'id="model-version" data-model="/model_version" data-value="{first}"' in page(client)
+        assert f'id="model-version" data-model="/model_version" data-value="{first}"' in page(
+            client
+        )
     assert looked_up.count("card_sections.html") == 1
     write_artifact(path, seed=2)
     second = model.load(path).version
