@@ -48,13 +48,17 @@ NETWORK_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp"})
 
 @dataclass
 class Browser:
-    """A selenium-driven Chromium and what it logged since it started."""
+    """A selenium-driven Chromium and what it logged since the last page it was told to open."""
 
     driver: Any
     messages: list[dict[str, Any]] = field(default_factory=list)
     requested: list[str] = field(default_factory=list)
 
     def open(self, url: str) -> None:
+        """Load ``url``; the logs below then start afresh, with this page."""
+        self._drain()
+        self.messages.clear()
+        self.requested.clear()
         self.driver.get(url)
 
     def _drain(self) -> None:
@@ -65,12 +69,12 @@ class Browser:
                 self.requested.append(message["params"]["request"]["url"])
 
     def console_errors(self) -> list[dict[str, Any]]:
-        """Console messages of level SEVERE (errors, failed loads) since the browser started."""
+        """Console messages of level SEVERE (errors, failed loads) since the last `open`."""
         self._drain()
         return [m for m in self.messages if m["level"] == "SEVERE"]
 
     def requests(self) -> list[str]:
-        """The URL of every request made since the browser started."""
+        """The URL of every request made since the last `open`."""
         self._drain()
         return list(self.requested)
 
