@@ -109,6 +109,25 @@ def test_every_section_shows_the_numbers_of_model(browser: Browser, served: Serv
     no_errors_and_nothing_foreign(browser)
 
 
+def test_without_javascript_everything_but_the_form_is_there(
+    browser: Browser, served: Server
+) -> None:
+    browser.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.open(f"{served.url}/")
+        text = browser.driver.find_element("tag name", "body").text
+        version = httpx.get(f"{served.url}/readyz").json()["model_version"]
+        assert f"Ready: answering with model {version}" in text
+        for heading in ("The live model", "How good it is", "Live state", "Try it"):
+            assert heading in text
+        assert browser.driver.find_elements("css selector", "#reliability .bar")
+        assert "The form needs JavaScript" in text
+        assert not browser.driver.find_element("css selector", "#try-form button").is_enabled()
+    finally:
+        browser.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+    assert browser.console_errors() == [] and browser.foreign_requests() == []
+
+
 def fill(browser: Browser, values: dict[str, str]) -> None:
     for name, value in values.items():
         field = browser.driver.find_element("css selector", f'#try-form input[name="{name}"]')
