@@ -1,7 +1,8 @@
 """The data plane: every operation the service offers, whichever API asks (as MLServer's DataPlane).
 
-`/classify`, `/model`, the health endpoints and the Open Inference Protocol routes only
-translate HTTP to these calls and their results back; no route computes.
+`/classify`, `/model`, `/drift`, the health endpoints, the model card at `/` and the Open
+Inference Protocol routes only translate HTTP to these calls and their results back; no route
+computes.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class ModelCard:
 
 
 class DataPlane:
-    """Classify, infer, readiness and description, on the model the runtime serves now."""
+    """Classify, infer, readiness, description, drift and the model card, on the model the
+    runtime serves now."""
 
     def __init__(
         self,
