@@ -19,6 +19,7 @@ import pytest
 import model
 from tests.support.artifacts import train_artifact
 from tests.support.browser import DESKTOP, PHONE, Browser, headless_chromium
+from tests.support.pointer import resolve
 from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.e2e
@@ -96,9 +97,7 @@ def test_every_section_shows_the_numbers_of_model(browser: Browser, served: Serv
     described = httpx.get(f"{served.url}/model").json()
     assert len(shown) > 40
     for pointer, value, text in shown:
-        expected = described
-        for token in pointer.split("/")[1:]:
-            expected = expected[int(token)] if isinstance(expected, list) else expected[token]
+        expected = resolve(described, pointer)
         assert (value == expected) if isinstance(expected, str) else float(value) == expected
         assert text or pointer.startswith("/metrics/test/reliability/"), pointer
     links = script(

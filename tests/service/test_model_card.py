@@ -19,6 +19,7 @@ import model
 from service.app import create_app
 from service.settings import Settings
 from tests.support.artifacts import build_classifier, train_artifact, write_artifact
+from tests.support.pointer import resolve
 
 
 class Figures(HTMLParser):
@@ -50,14 +51,6 @@ def figures(html: str) -> Figures:
     return parser
 
 
-def at(document: Any, pointer: str) -> Any:
-    """The value at a JSON pointer (RFC 6901)."""
-    for token in pointer.split("/")[1:]:
-        token = token.replace("~1", "/").replace("~0", "~")
-        document = document[int(token)] if isinstance(document, list) else document[token]
-    return document
-
-
 def same(shown: str, value: Any) -> bool:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return shown == str(value)
@@ -85,7 +78,7 @@ def test_every_figure_is_the_number_model_answers(trained_client: FlaskClient) -
     shown = figures(page(trained_client)).model
     described = trained_client.get("/model").get_json()
     for pointer, value in shown.items():
-        assert same(value, at(described, pointer)), pointer
+        assert same(value, resolve(described, pointer)), pointer
     test = described["metrics"]["test"]
     # What the issue asks to see, all of it there.
     wanted = ["/model_version", "/trained_at", "/novelty/threshold"]
@@ -111,7 +104,7 @@ def test_live_figures_are_the_numbers_drift_answers(trained_client: FlaskClient)
     drift = trained_client.get("/drift").get_json()
     shown = figures(html).drift
     for pointer, value in shown.items():
-        assert same(value, at(drift, pointer)), pointer
+        assert same(value, resolve(drift, pointer)), pointer
     wanted = {"/labels/readings", "/novel_readings", "/labels/psi"}
     wanted |= {f"/labels/classes/{i}/{m}" for i in range(3) for m in ("count", "reference")}
     wanted |= {f"/features/{i}/psi" for i in range(2)}
