@@ -19,7 +19,7 @@ import pytest
 import model
 from tests.support.artifacts import train_artifact
 from tests.support.browser import DESKTOP, PHONE, Browser, headless_chromium
-from tests.support.pointer import resolve
+from tests.support.pointer import resolve, shows
 from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.e2e
@@ -97,8 +97,7 @@ def test_every_section_shows_the_numbers_of_model(browser: Browser, served: Serv
     described = httpx.get(f"{served.url}/model").json()
     assert len(shown) > 40
     for pointer, value, text in shown:
-        expected = resolve(described, pointer)
-        assert (value == expected) if isinstance(expected, str) else float(value) == expected
+        assert shows(value, resolve(described, pointer)), pointer
         assert text or pointer.startswith("/metrics/test/reliability/"), pointer
     links = script(
         browser, "return Array.from(document.querySelectorAll('nav a')).map(a => a.pathname)"

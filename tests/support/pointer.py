@@ -11,3 +11,10 @@ def resolve(document: Any, pointer: str) -> Any:
         token = token.replace("~1", "/").replace("~0", "~")
         document = document[int(token)] if isinstance(document, list) else document[token]
     return document
+
+
+def shows(shown: str, value: Any) -> bool:
+    """Whether a page's `data-value` text ``shown`` is ``value`` (a number, a string or null)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return shown == str(value)
+    return float(shown) == float(value)
