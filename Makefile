@@ -12,7 +12,7 @@ PORT ?= 8000
 
 # Real programs the tests drive, as command:Debian-package. Installed with apt-get when missing and
 # run as root (as on CI and the team's machines); elsewhere the tests that need one skip, saying so.
-SYSTEM_TOOLS := wrk:wrk promtool:prometheus
+SYSTEM_TOOLS := wrk:wrk promtool:prometheus chromium:chromium chromedriver:chromium-driver
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,7 @@ train: $(VENV)/.installed-train
 	$(PY) -m training --out $(MODEL)
 
 run: $(VENV)/.installed-train $(MODEL)
+	@echo "model card: http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/docs)"
 	SENSOR_MODEL_PATH=$(MODEL) SENSOR_BIND=$(HOST):$(PORT) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py service.wsgi:app
 
 system-tools:

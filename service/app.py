@@ -7,6 +7,7 @@ from flask import Flask
 from service import metrics as request_metrics
 from service.api import create_api
 from service.body import BodyBudget
+from service.card import create_card
 from service.dataplane import DataPlane
 from service.errors import register_error_handlers
 from service.kserve import create_v2
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(create_api(dataplane, settings, metrics))
     app.register_blueprint(create_v2(dataplane, settings))
     app.register_blueprint(create_docs(runtime, settings))
+    app.register_blueprint(create_card(dataplane))
     request_metrics.init_app(app, metrics)
     # Outermost: a request's bytes count until its answer (an error's included) is sent.
     app.wsgi_app = BodyBudget(settings.max_bytes_in_flight).middleware(app.wsgi_app)  # type: ignore[method-assign]

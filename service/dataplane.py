@@ -1,7 +1,8 @@
 """The data plane: every operation the service offers, whichever API asks (as MLServer's DataPlane).
 
-`/classify`, `/model`, the health endpoints and the Open Inference Protocol routes only
-translate HTTP to these calls and their results back; no route computes.
+`/classify`, `/model`, `/drift`, the health endpoints, the model card at `/` and the Open
+Inference Protocol routes only translate HTTP to these calls and their results back; no route
+computes.
 """
 
 from __future__ import annotations
@@ -34,8 +35,22 @@ class Readiness:
     detail: str
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """The model card's numbers: the description (`/model`), drift (`/drift`), readiness."""
+
+    description: dict[str, Any]
+    readiness: Readiness
+    # None when the model has no drift reference; ``no_drift`` then says why.
+    drift: dict[str, Any] | None
+    no_drift: str
+    # Share of the readings counted since the model was loaded that were novel (None: none yet).
+    novel_rate: float | None
+
+
 class DataPlane:
-    """Classify, infer, readiness and description, on the model the runtime serves now."""
+    """Classify, infer, readiness, description, drift and the model card, on the model the
+    runtime serves now."""
 
     def __init__(
         self,
@@ -166,7 +181,9 @@ class DataPlane:
 
         Raises NotFound when the model has no drift reference or nothing counts readings.
         """
-        loaded = self.runtime.current()
+        return self._drift(self.runtime.current())
+
+    def _drift(self, loaded: LoadedModel) -> dict[str, Any]:
         clf = loaded.classifier
         reference = clf.drift_reference
         if reference is None or self.totals is None:
@@ -232,7 +249,26 @@ class DataPlane:
 
     def describe(self) -> dict[str, Any]:
         """What `GET /model` answers (see `schemas.ModelInfo`)."""
+        return self._describe(self.runtime.current())
+
+    def model_card(self) -> ModelCard:
+        """What the page at `/` shows: `/model`, `/drift` and readiness, all of one model."""
         loaded = self.runtime.current()
+        try:
+            drift: dict[str, Any] | None = self._drift(loaded)
+            no_drift = ""
+        except NotFound as exc:
+            drift, no_drift = None, exc.message
+        readings = drift["labels"]["readings"] if drift else 0.0
+        return ModelCard(
+            description=self._describe(loaded),
+            readiness=self.ready(),
+            drift=drift,
+            no_drift=no_drift,
+            novel_rate=drift["novel_readings"] / readings if drift and readings else None,
+        )
+
+    def _describe(self, loaded: LoadedModel) -> dict[str, Any]:
         clf = loaded.classifier
         metadata = dict(clf.metadata)
         trained_at = metadata.pop("created_at", None)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any, TypeVar
 
 import orjson
 from flask import Blueprint, Flask, Response, abort, current_app, send_from_directory
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from swagger_ui_bundle import swagger_ui_path
 
 from service.inference_protocol import V2Error
 from service.protocol_paths import is_v2_path
@@ -32,6 +32,7 @@ from service.settings import Settings
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
 # Swagger UI's files, served by the service itself: plants often run without internet access.
+SWAGGER_UI_DIR = str(files("flask_swagger_ui").joinpath("dist"))
 DOCS_ASSETS = frozenset(
     {
         "swagger-ui.css",
@@ -78,6 +79,9 @@ Models = Sequence[type[BaseModel]]
 Schema = type[BaseModel] | Models | Callable[[LoadedModel], type[BaseModel] | Models]
 Text = str | Callable[[LoadedModel, Settings], str]
 View = TypeVar("View", bound=Callable[..., Any])
+
+# Response kinds a view may declare instead of a schema: a string of this media type.
+TEXT_MEDIA = {"text": "text/plain", "html": "text/html"}
 
 # What every body-reading operation can answer, whichever API it belongs to.
 BODY_ERRORS = {
@@ -167,8 +171,8 @@ def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dic
         error_schema = V2Error if is_v2_path(rule.rule) else ErrorResponse
         responses: dict[str, Any] = {}
         for status, (schema, text) in operation.responses.items():
-            if schema == "text":
-                responses[str(status)] = content({"type": "string"}, text, "text/plain")
+            if schema in TEXT_MEDIA:
+                responses[str(status)] = content({"type": "string"}, text, TEXT_MEDIA[schema])
             elif schema == "object":
                 responses[str(status)] = content({"type": "object"}, text)
             else:
@@ -260,6 +264,6 @@ def create_docs(runtime: ModelRuntime, settings: Settings) -> Blueprint:
     def docs_asset(asset: str) -> Response:
         if asset not in DOCS_ASSETS:
             abort(404)
-        return send_from_directory(str(swagger_ui_path), asset, max_age=86400)
+        return send_from_directory(SWAGGER_UI_DIR, asset, max_age=86400)
 
     return docs

@@ -42,6 +42,27 @@ def recall_at_false_alarm_rate(
     return float(np.mean(scores[positive] > threshold))
 
 
+def reliability(P: NDArray[np.floating], y: NDArray[np.intp], n_bins: int) -> list[dict[str, Any]]:
+    """The reliability diagram's points: each non-empty confidence bin of the ECE, as JSON.
+
+    One ``{"lower", "upper", "count", "confidence", "accuracy"}`` per bin holding a prediction:
+    the bin's confidence interval ``(lower, upper]``, how many predictions fall in it, their
+    mean confidence (the top probability) and the share of them that are right. The ECE is
+    the count-weighted mean of ``|accuracy - confidence|`` over these bins.
+    """
+    confidence, accuracy, counts = model.reliability_bins(P, y, n_bins)
+    return [
+        {
+            "lower": b / n_bins,
+            "upper": (b + 1) / n_bins,
+            "count": int(counts[b]),
+            "confidence": float(confidence[b]),
+            "accuracy": float(accuracy[b]),
+        }
+        for b in np.flatnonzero(counts).tolist()
+    ]
+
+
 def classification_metrics(
     P: NDArray[np.floating],
     y: NDArray[np.intp],
@@ -64,6 +85,7 @@ def classification_metrics(
 
     Also, per class, ``recall_at_false_alarm_rate``: one class against the rest, thresholding
     its probability, at each rate of ``FALSE_ALARM_RATES`` (independent of the decision).
+    ``reliability``: the reliability diagram of ``P`` (see `reliability`), in the ECE's bins.
     Returns a JSON-serializable dict. A class that is never predicted has precision 0 (and
     one that never occurs recall 0), as scikit-learn reports with ``zero_division=0``.
     """
@@ -103,6 +125,7 @@ def classification_metrics(
         "macro_f1": float(f1.mean()),
         "confusion_matrix": matrix.tolist(),
         "ece_bins": ECE_BINS,
+        "reliability": reliability(P, y, ECE_BINS),
     }
     present = support > 0
     metrics["balanced_accuracy"] = float(recall[present].mean()) if present.any() else 0.0

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_service_never_imports_training() -> None:
     code = (
         "import sys\n"
-        "import service.app, service.gunicorn_support, service.kserve, service.openapi\n"
+        "import service.app, service.card, service.gunicorn_support, service.kserve, service.openapi\n"
         "leaked = [m for m in sys.modules if m == 'training' or m.startswith('training.')]\n"
         "assert not leaked, leaked\n"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import numpy as np
 
 import model
+from tests.support.server import REPO_ROOT
 from training.limits import known_limits
 
 DEFAULT_FEATURES = ("temperature", "vibration")
@@ -143,3 +146,12 @@ def middle_reading(classifier: model.Classifier) -> dict[str, float]:
     """A reading at the middle of the training range, keyed by feature name."""
     middle = (classifier.feature_min + classifier.feature_max) / 2.0
     return dict(zip(classifier.features, middle.tolist(), strict=True))
+
+
+def train_artifact(path: Path, *, seed: int = 0, samples: int = 20_000) -> Path:
+    """A real model trained by `python -m training` on synthetic data (about a second): one
+    with every test metric training records, as the model card shows them."""
+    command = [sys.executable, "-m", "training", "--quiet", "--samples", str(samples)]
+    command += ["--seed", str(seed), "--out", str(path)]
+    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, timeout=120)
+    return path

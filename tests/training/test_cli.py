@@ -250,6 +250,16 @@ def test_evaluate_json_gives_known_numbers(write_csv, tmp_path: Path, capsys) ->
     assert got["log_loss"] == pytest.approx(by_hand, rel=1e-9)
     # Eight readings at confidence 0.75 with 6 right (gap 0), two at 0.9 both right (gap 0.1).
     assert got["ece"] == pytest.approx(0.2 * 0.1, abs=1e-12)
+    # The same in the reliability diagram (15 bins): 0.75 is in bin (11/15, 12/15], 0.9 in
+    # (13/15, 14/15]; the empty bins are left out.
+    assert got["reliability"] == [
+        pytest.approx(
+            {"lower": 11 / 15, "upper": 12 / 15, "count": 8, "confidence": 0.75, "accuracy": 0.75}
+        ),
+        pytest.approx(
+            {"lower": 13 / 15, "upper": 14 / 15, "count": 2, "confidence": 0.9, "accuracy": 1.0}
+        ),
+    ]
     # Uncalibrated: P(b) = 0.9, 0.1 and 81/82.
     unc = -(6 * math.log(0.9) + 2 * math.log(0.1) + 2 * math.log(81 / 82)) / 10
     assert got["log_loss_uncalibrated"] == pytest.approx(unc, rel=1e-9)
