@@ -13,6 +13,10 @@ import model
 from tests.support.artifacts import middle_reading
 
 
+# The contract: what every answer to a reading carries (a single answer adds model_version).
+RESULT_FIELDS = {"label", "confidence", "probabilities", "in_training_range", "novel", "novelty"}
+
+
 def post(client: FlaskClient, payload: object) -> dict:
     response = client.post("/classify", json=payload)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -28,15 +32,7 @@ def test_one_reading_answer_has_every_field_and_matches_the_model(
     client: FlaskClient, classifier: model.Classifier
 ) -> None:
     answer = post(client, {"temperature": 47.5, "vibration": 2.3})
-    assert set(answer) == {
-        "label",
-        "confidence",
-        "probabilities",
-        "in_training_range",
-        "novel",
-        "novelty",
-        "model_version",
-    }
+    assert set(answer) == RESULT_FIELDS | {"model_version"}
     P = expected(classifier, [[47.5, 2.3]])[0]
     assert list(answer["probabilities"]) == list(classifier.classes)
     got = np.array([answer["probabilities"][c] for c in classifier.classes])
@@ -104,14 +100,7 @@ def test_batch_answers_in_request_order_and_equal_single_answers(
     assert len(results) == len(readings)
     P = expected(classifier, rows)
     for i, (result, reading) in enumerate(zip(results, readings, strict=True)):
-        assert set(result) == {
-            "label",
-            "confidence",
-            "probabilities",
-            "in_training_range",
-            "novel",
-            "novelty",
-        } | ({"id"} if "id" in reading else set())
+        assert set(result) == RESULT_FIELDS | ({"id"} if "id" in reading else set())
         got = np.array([result["probabilities"][c] for c in classifier.classes])
         np.testing.assert_allclose(got, P[i], atol=1e-6)
         assert result["label"] == classifier.classes[int(np.argmax(P[i]))]
