@@ -106,15 +106,7 @@ class Classifier:
     def _raw_logits(self, X: NDArray[np.float64]) -> NDArray[np.floating]:
         # Run the network in its own dtype. The live weights are read on every call, so a
         # Classifier wrapping a network that is still being trained follows its updates.
-        H = self._standardized(X).astype(self.network.dtype, copy=False)
-        coefs, intercepts = self.network.coefs, self.network.intercepts
-        last = len(coefs) - 1
-        for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
-            H = H @ W
-            H += b
-            if i < last:
-                np.maximum(H, 0, out=H)
-        return H
+        return self.network.forward(self._standardized(X).astype(self.network.dtype, copy=False))
 
     def _as_readings(self, X: ArrayLike) -> NDArray[np.float64]:
         X = np.asarray(X, dtype=np.float64)
@@ -273,16 +265,8 @@ class Classifier:
         overhead (a web request classifying one reading would pay several times the network's
         own cost for it): standardization and softmax in plain Python, the layers in numpy.
         """
-        xs = self._standardized_one(reading)
-        coefs, intercepts = self.network.coefs, self.network.intercepts
-        H = np.array(xs, dtype=self.network.dtype)
-        for W, b in zip(coefs[:-1], intercepts[:-1], strict=False):
-            H = H @ W
-            H += b
-            np.maximum(H, 0, out=H)
-        H = H @ coefs[-1]
-        H += intercepts[-1]
-        z = [v / self.temperature for v in H.tolist()]
+        xs = np.array(self._standardized_one(reading), dtype=self.network.dtype)
+        z = [v / self.temperature for v in self.network.forward(xs).tolist()]
         top = max(z)
         e = [math.exp(v - top) for v in z]
         total = sum(e)
