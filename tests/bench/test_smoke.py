@@ -18,10 +18,12 @@ TRAINING_KEYS = {
     "training.test_ece",
     "training.real_accuracy",
     "training.csv_read_seconds",
+    "training.parquet_read_seconds",
     "training.csv_peak_rss_mb",
 }
 INFERENCE_KEYS = {
     "inference.one_reading_seconds",
+    "inference.one_reading_path_seconds",
     "inference.many_readings_seconds",
     "inference.many_readings_per_second",
 }
