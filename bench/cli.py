@@ -6,11 +6,9 @@ Exit status: 0 the suite ran (targets may have failed: see the table), 1 a secti
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -19,8 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import CliApp
+
 from bench import compare, table
-from bench.context import SECTIONS, Context, Options
+from bench.context import Context, Options
 from bench.machine import facts, load_average, usable_cpus
 from bench.table import Row
 
@@ -28,275 +29,23 @@ logger = logging.getLogger("bench")
 
 SCHEMA_VERSION = 1
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# --quick: every size and duration small enough to check the plumbing in well under a minute
-# of work; options given explicitly still win.
-QUICK = {
-    "samples": 20_000,
-    "test_samples": 20_000,
-    "train_epochs": 2,
-    "train_runs": 1,
-    "sklearn_max_iter": 20,
-    "real_epochs": 2,
-    "csv_rows": 100_000,
-    "csv_reads": 1,
-    "csv_epochs": 1,
-    "inference_rows": 100_000,
-    "repeats": 3,
-    "duration": 2.0,
-    "runs": 1,
-    "warmup": 1.0,
-}
 # A machine busier than this (1-minute load average per usable CPU) gets a warning with its numbers.
 BUSY_LOAD_PER_CPU = 0.5
 
 
-def _sections(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [n for n in names if n not in SECTIONS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated choice of {', '.join(SECTIONS)}, got {text!r}"
-        )
-    return names
+def parse_options(argv: Sequence[str]) -> Options:
+    """Options from the command line: explicit values, else --quick's, else the defaults.
 
-
-def _positive_int(text: str) -> int:
+    Bad arguments exit with status 2 and say why, as argparse does.
+    """
     try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _epochs(text: str) -> int:
-    # 0 means "what `python -m training` chooses by itself".
-    if text.strip() == "0":
-        return 0
-    return _positive_int(text)
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = _non_negative_float(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"wrk runs last at least 1 s, got {text!r}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = Options()
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description="Benchmark training, in-process inference and the HTTP service against "
-        "scikit-learn and a bare Flask app in the same run; print one table and write the "
-        "results as JSON. Compare two results files with 'python -m bench compare OLD NEW'.",
-        epilog="Exit status: 0 the suite ran (see the table for targets), 1 a section could "
-        "not run (or, with --strict, a target failed), 2 bad arguments.",
-    )
-    parser.add_argument(
-        "--only",
-        type=_sections,
-        default=SECTIONS,
-        metavar="SECTIONS",
-        help=f"comma-separated sections to run (default: {','.join(SECTIONS)})",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="small sizes and short runs: checks that everything works in about a minute; "
-        "the numbers are not comparable with the targets",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=defaults.out_dir,
-        metavar="DIR",
-        help="where to write the results JSON (default: bench/results)",
-    )
-    parser.add_argument(
-        "--strict", action="store_true", help="exit with status 1 when any target fails"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
-
-    training = parser.add_argument_group("training")
-    training.add_argument(
-        "--samples",
-        type=_positive_int,
-        metavar="N",
-        help=f"synthetic training readings (default: {defaults.samples:,})",
-    )
-    training.add_argument(
-        "--test-samples",
-        type=_positive_int,
-        metavar="N",
-        help=f"readings of the separate test set (default: {defaults.test_samples:,})",
-    )
-    training.add_argument(
-        "--train-epochs",
-        type=_epochs,
-        metavar="N",
-        help="--epochs for `python -m training` (default: 0, its own choice)",
-    )
-    training.add_argument(
-        "--train-runs",
-        type=_positive_int,
-        metavar="N",
-        help=f"timed runs of the training command and of scikit-learn's fit, alternating; "
-        f"the table shows medians (default: {defaults.train_runs})",
-    )
-    training.add_argument(
-        "--sklearn-max-iter",
-        type=_positive_int,
-        metavar="N",
-        help=f"max_iter of scikit-learn's MLPClassifier (default: {defaults.sklearn_max_iter}, "
-        "scikit-learn's own)",
-    )
-    training.add_argument(
-        "--real-data",
-        type=Path,
-        metavar="FILE.csv",
-        help="the real hydraulic data (default: ../shared/data/hydraulic_cooler_ts1_vs1.csv; "
-        "the row is skipped when absent)",
-    )
-    training.add_argument(
-        "--real-epochs", type=_epochs, metavar="N", help="--epochs for the real-data training"
-    )
-    training.add_argument(
-        "--csv-rows",
-        type=_positive_int,
-        metavar="N",
-        help=f"rows of the CSV file read and trained on (default: {defaults.csv_rows:,})",
-    )
-    training.add_argument(
-        "--csv-reads", type=_positive_int, metavar="N", help="timed reads of it (default: 3)"
-    )
-    training.add_argument(
-        "--csv-epochs",
-        type=_epochs,
-        metavar="N",
-        help=f"--epochs when training on it for peak memory (default: {defaults.csv_epochs}; "
-        "memory does not grow with epochs; 0: training's own choice)",
-    )
-
-    inference = parser.add_argument_group("inference in process")
-    inference.add_argument(
-        "--inference-rows",
-        type=_positive_int,
-        metavar="N",
-        help=f"readings of the large predict_proba call (default: {defaults.inference_rows:,})",
-    )
-    inference.add_argument(
-        "--repeats",
-        type=_positive_int,
-        metavar="N",
-        help=f"timed repeats of the large call (default: {defaults.repeats})",
-    )
-
-    http = parser.add_argument_group("HTTP")
-    http.add_argument(
-        "--connections",
-        type=_positive_int,
-        metavar="N",
-        help=f"wrk connections (default: {defaults.connections})",
-    )
-    http.add_argument(
-        "--threads",
-        type=_positive_int,
-        metavar="N",
-        help=f"wrk threads (default: {defaults.threads})",
-    )
-    http.add_argument(
-        "--duration",
-        type=_seconds,
-        metavar="SECONDS",
-        help=f"length of each wrk run (default: {defaults.duration:g})",
-    )
-    http.add_argument(
-        "--runs",
-        type=_positive_int,
-        metavar="N",
-        help=f"wrk runs per app and case; the table shows medians (default: {defaults.runs})",
-    )
-    http.add_argument(
-        "--warmup",
-        type=_non_negative_float,
-        metavar="SECONDS",
-        help=f"untimed wrk run per app and case first (default: {defaults.warmup:g})",
-    )
-    http.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        metavar="N",
-        help=f"readings per batch request (default: {defaults.batch_size})",
-    )
-    http.add_argument(
-        "--no-fastapi",
-        dest="fastapi",
-        action="store_false",
-        help="leave out the FastAPI + uvicorn comparison (bench/fastapi_app.py)",
-    )
-    http.add_argument(
-        "--model",
-        type=Path,
-        metavar="PATH",
-        help="serve and time this artifact (default: the training section's, or a quickly "
-        "trained one of the default architecture)",
-    )
-    return parser
-
-
-def options_from(args: argparse.Namespace) -> Options:
-    """Options from parsed arguments: explicit values, else --quick's, else the defaults."""
-    defaults = Options()
-    chosen: dict[str, Any] = {
-        "sections": tuple(s for s in SECTIONS if s in args.only),
-        "quick": args.quick,
-        "out_dir": args.out,
-        "fastapi": args.fastapi,
-    }
-    for name in (
-        "samples",
-        "test_samples",
-        "train_epochs",
-        "train_runs",
-        "sklearn_max_iter",
-        "real_data",
-        "real_epochs",
-        "csv_rows",
-        "csv_reads",
-        "csv_epochs",
-        "inference_rows",
-        "repeats",
-        "connections",
-        "threads",
-        "duration",
-        "runs",
-        "warmup",
-        "batch_size",
-        "model",
-    ):
-        value = getattr(args, name)
-        if value is None and args.quick and name in QUICK:
-            value = QUICK[name]
-        if value is None:
-            value = getattr(defaults, name)
-        chosen[name] = value
-    # Epochs 0 on the command line: leave the choice to `python -m training`.
-    for name in ("train_epochs", "real_epochs", "csv_epochs"):
-        if chosen[name] == 0:
-            chosen[name] = None
-    return Options(**chosen)
+        options = CliApp.run(Options, cli_args=list(argv))
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_context=False):
+            field = "--" + "-".join(str(part) for part in error["loc"][:1]).replace("_", "-")
+            sys.stderr.write(f"python -m bench: error: {field}: {error['msg']}\n")
+        raise SystemExit(EXIT_USAGE) from None
+    return options.with_quick()
 
 
 def _runners() -> dict[str, Callable[[Context], list[Row]]]:
@@ -449,9 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "compare":
         return compare.main(argv[1:])
-    args = build_parser().parse_args(argv)
-    _configure_logging(args.quiet)
-    options = options_from(args)
+    options = parse_options(argv)
+    _configure_logging(options.quiet)
     cpus = usable_cpus()
     load = load_average()
     if _busy(load, cpus):
@@ -474,6 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(notes)
     if document["errors"]:
         return EXIT_FAILED
-    if args.strict and not document["all_targets_met"]:
+    if options.strict and not document["all_targets_met"]:
         return EXIT_FAILED
     return EXIT_OK

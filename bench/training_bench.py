@@ -31,6 +31,8 @@ MIN_ACCURACY = 0.974
 MAX_ECE = 0.005
 MIN_REAL_ACCURACY = 0.977
 MAX_CSV_READ_SECONDS = 3.0
+# Issue 17: the same rows as Parquet read in at most this long.
+MAX_PARQUET_READ_SECONDS = 1.0
 MAX_PEAK_MB = 500.0
 MB = 1e6
 
@@ -309,9 +311,9 @@ def real(ctx: Context) -> list[Row]:
 
 def csv(ctx: Context) -> list[Row]:
     """Time `training.data.load_csv` on a synthetic CSV file and the peak memory of training on it."""
-    import pandas  # noqa: F401  (imported before timing: the import is no part of reading)
+    import pandas  # imported before timing: the import is no part of reading
 
-    from training.data import load_csv
+    from training.data import load_csv, load_parquet
 
     opts = ctx.options
     rows = opts.csv_rows
@@ -331,14 +333,22 @@ def csv(ctx: Context) -> list[Row]:
         ),
         timeout=opts.timeout,
     ).check()
-    reads = []
-    for _ in range(opts.csv_reads):
-        started = time.perf_counter()
-        data = load_csv(path)
-        reads.append(time.perf_counter() - started)
-        if len(data) != rows:
-            raise BenchError(f"load_csv read {len(data)} rows of {rows} from {path}")
-        del data
+    parquet_path = path.with_suffix(".parquet")
+    pandas.read_csv(path).to_parquet(parquet_path, index=False)
+
+    def timed_reads(load: Any, source: Path) -> list[float]:
+        reads = []
+        for _ in range(opts.csv_reads):
+            started = time.perf_counter()
+            data = load(source)
+            reads.append(time.perf_counter() - started)
+            if len(data) != rows:
+                raise BenchError(f"{load.__name__} read {len(data)} rows of {rows} from {source}")
+            del data
+        return reads
+
+    reads = timed_reads(load_csv, path)
+    parquet_reads = timed_reads(load_parquet, parquet_path)
     read_seconds = statistics.median(reads)
 
     command = ctx.python(
@@ -355,6 +365,11 @@ def csv(ctx: Context) -> list[Row]:
         "reader": "training.data.load_csv (pandas C parser)",
         "read_seconds": [round(s, 4) for s in reads],
         "read_seconds_median": round(read_seconds, 4),
+        "parquet": {
+            "bytes": parquet_path.stat().st_size,
+            "reader": "training.data.load_parquet (pyarrow)",
+            "read_seconds": [round(s, 4) for s in parquet_reads],
+        },
         "training": _measured_dict(training) | {"epochs": opts.csv_epochs},
     }
     epochs = (
@@ -371,6 +386,19 @@ def csv(ctx: Context) -> list[Row]:
             table.seconds,
             target=f"≤ {MAX_CSV_READ_SECONDS:g} s",
             check=lambda v, r: v <= MAX_CSV_READ_SECONDS,
+        ),
+        table.row(
+            "training.parquet_read_seconds",
+            SECTION,
+            f"read the same {rows:,} rows as Parquet (load_parquet, median of {len(reads)})",
+            statistics.median(parquet_reads),
+            "s",
+            "lower",
+            table.seconds,
+            baseline=read_seconds,
+            baseline_label="CSV",
+            target=f"≤ {MAX_PARQUET_READ_SECONDS:g} s",
+            check=lambda v, r: v <= MAX_PARQUET_READ_SECONDS,
         ),
         table.row(
             "training.csv_peak_rss_mb",

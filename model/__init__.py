@@ -1,13 +1,6 @@
 """The sensor classifier's model: a numpy MLP, its training parts and its safe `.npz` artifact."""
 
-from model.artifact import (
-    FORMAT_VERSION,
-    ArtifactError,
-    Classifier,
-    check_costs,
-    default_costs,
-    load,
-)
+from model.artifact import FORMAT_VERSION, ArtifactError, load
 from model.calibration import (
     brier_score,
     expected_calibration_error,
@@ -17,6 +10,7 @@ from model.calibration import (
     reliability_bins,
     softmax,
 )
+from model.classifier import Classifier, check_costs, default_costs
 from model.drift import PSI_EPSILON, DriftReference, psi
 from model.network import MLP
 from model.normalization import Standardizer

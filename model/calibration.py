@@ -22,19 +22,29 @@ def log_softmax(Z: ArrayLike) -> FloatArray:
     return shifted
 
 
-def softmax(Z: ArrayLike) -> FloatArray:
+def softmax(Z: ArrayLike, out: FloatArray | None = None) -> FloatArray:
     """Row-wise softmax of logits ``Z`` of shape (n_samples, n_classes).
 
     Subtracting the row maximum first keeps ``exp`` from overflowing, so rows sum to 1 and hold no
-    NaN for any finite logits.
+    NaN for any finite logits. ``out`` (same shape, may be ``Z`` itself) receives the result
+    instead of a new array.
     """
     Z = np.asarray(Z)
     if not np.issubdtype(Z.dtype, np.floating):
         Z = Z.astype(np.float64)
-    P: FloatArray = Z - Z.max(axis=1, keepdims=True)
+    P: FloatArray = np.subtract(Z, _row_reduce(np.maximum, Z), out=out)
     np.exp(P, out=P)
-    P /= P.sum(axis=1, keepdims=True)
+    P /= _row_reduce(np.add, P)
     return P
+
+
+def _row_reduce(op: np.ufunc, Z: FloatArray) -> FloatArray:
+    # Column by column, (n_samples, 1): with a handful of classes this is several times faster
+    # than numpy's reduction along a short last axis.
+    total = Z[:, :1].copy()
+    for j in range(1, Z.shape[1]):
+        op(total, Z[:, j : j + 1], out=total)
+    return total
 
 
 def log_loss(P: ArrayLike, y: ArrayLike) -> float:

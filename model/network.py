@@ -75,21 +75,30 @@ class MLP:
         """Every trainable array (coefs, then intercepts), the same objects the network uses."""
         return [*self.coefs, *self.intercepts]
 
-    def _forward(self, X: Array) -> list[Array]:
-        """Activations of every layer: [X, hidden_1, ..., logits]."""
-        activations = [X]
+    def forward(self, X: Array, activations: list[Array] | None = None) -> Array:
+        """Logits of standardized ``X`` in the network's dtype, the one forward pass.
+
+        X : ndarray of shape (n_samples, n_features), or (n_features,) for one reading
+        activations : a list to append the input of every layer to, as backpropagation needs
+            them; inference leaves it None and keeps nothing but the current layer.
+
+        Returns an ndarray of shape (n_samples, n_classes), or (n_classes,). Each layer costs one
+        matrix product and in-place bias and ReLU; nothing else is allocated.
+        """
+        H = X
         last = len(self.coefs) - 1
         for i, (W, b) in enumerate(zip(self.coefs, self.intercepts, strict=True)):
-            H = activations[-1] @ W
+            if activations is not None:
+                activations.append(H)
+            H = H @ W
             H += b
             if i < last:
                 np.maximum(H, 0, out=H)
-            activations.append(H)
-        return activations
+        return H
 
     def logits(self, X: ArrayLike) -> Array:
         """Logits of standardized ``X`` (n_samples, n_features) -> (n_samples, n_classes)."""
-        return self._forward(np.asarray(X, dtype=self.dtype))[-1]
+        return self.forward(np.asarray(X, dtype=self.dtype))
 
     def loss_and_gradients(
         self, X: ArrayLike, y: ArrayLike, l2: float = 0.0
@@ -104,8 +113,8 @@ class MLP:
         y = np.asarray(y, dtype=np.intp)
         n = X.shape[0]
         rows = np.arange(n)
-        activations = self._forward(X)
-        log_p = log_softmax(activations[-1])
+        activations: list[Array] = []
+        log_p = log_softmax(self.forward(X, activations))
         loss = -float(log_p[rows, y].mean(dtype=np.float64))
         if l2:
             loss += 0.5 * l2 * sum(float(np.vdot(W, W)) for W in self.coefs) / n

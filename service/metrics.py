@@ -125,6 +125,48 @@ class VersionCounts:
             self.novel = 0
 
 
+class RequestCounts:
+    """Requests counted and timed in this worker's memory, until ``flush`` (as ``VersionCounts``).
+
+    Counting a request is two dict look-ups, an increment and a bisect; ``flush`` hands the
+    totals to the request counter and the latency histogram, a locked memory-mapped write per
+    series touched instead of three per request. Unlocked for the reason ``VersionCounts`` is.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self.requests: dict[tuple[str, str, str], int] = {}
+        # endpoint -> [sum of seconds, count per bucket (the last: +Inf)]
+        self.latency: dict[str, list[float]] = {}
+
+    def one(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        key = (endpoint, method, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        histogram = self.latency.get(endpoint)
+        if histogram is None:
+            histogram = self.latency[endpoint] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        histogram[0] += seconds
+        # Prometheus counts an observation in the first bucket whose bound it does not exceed.
+        histogram[1 + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def flush(self) -> None:
+        metrics = self._metrics
+        for key, count in self.requests.items():
+            if count:
+                metrics.requests.labels(*key).inc(count)
+        self.requests.clear()
+        for endpoint, histogram in self.latency.items():
+            child = metrics.latency.labels(endpoint)
+            # prometheus_client has no bulk observe: its observe() is _sum.inc(amount) and
+            # _buckets[i].inc(1) for the first bound i the amount does not exceed, so the
+            # totals go to the same values (test_metrics checks the exposition against it).
+            child._sum.inc(histogram[0])
+            for bucket, count in zip(child._buckets, histogram[1:], strict=True):
+                if count:
+                    bucket.inc(count)
+        self.latency.clear()
+
+
 class Metrics:
     """The service's metrics and their exposition.
 
@@ -132,10 +174,12 @@ class Metrics:
     before the process imports prometheus_client; `gunicorn.conf.py` does it), and a scrape of any
     worker then sums every worker's files. Without it (tests, `flask run`) they live in memory.
 
-    Readings are counted in the worker's memory (``VersionCounts``) and handed to the counters in
+    Requests and readings are counted in the worker's memory (``RequestCounts``,
+    ``VersionCounts``) and handed to the counters and the latency histogram in
     bulk at most ``flush_interval`` seconds apart: by the next counted reading after the interval,
     by the timer ``flush_every`` starts (an idle worker), before this worker's own scrape and at
-    exit. So a scrape of any worker sees every worker's readings at most ``flush_interval`` late.
+    exit. So a scrape of any worker sees every worker's requests and readings at most
+    ``flush_interval`` late.
     """
 
     def __init__(self, flush_interval: float = 1.0) -> None:
@@ -211,22 +255,16 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._requests = RequestCounts(self)
         self._counts: dict[str, VersionCounts] = {}
         self.flush_interval = flush_interval
         self._next_flush = monotonic() + flush_interval
 
     def observe_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
-        key = (endpoint, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(endpoint, method, status),
-                self.latency.labels(endpoint),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """One request was answered with ``status`` after ``seconds``."""
+        self._requests.one(endpoint, method, status, seconds)
+        if monotonic() >= self._next_flush:
+            self.flush()
 
     def serving(self, classifier: model.Classifier) -> None:
         """A worker serves ``classifier``: its counters start at zero, its reference is exported."""
@@ -259,6 +297,7 @@ class Metrics:
     def flush(self) -> None:
         """Add this worker's counts since the last flush to the (shared) counters."""
         self._next_flush = monotonic() + self.flush_interval
+        self._requests.flush()
         for counts in self._counts.values():
             counts.flush()
 

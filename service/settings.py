@@ -66,9 +66,9 @@ class Settings(BaseSettings):
     check."""
 
     metrics_flush_interval: float = Field(default=1.0, gt=0, le=60)
-    """Seconds a worker keeps its counts of classified readings (per label, per feature bin,
-    novel) in memory before adding them to the shared metrics files; a scrape or `/drift` sees
-    every worker's counts at most this late (plus one busy request)."""
+    """Seconds a worker keeps its counts of requests (count, latency) and of classified readings
+    (per label, per feature bin, novel) in memory before adding them to the shared metrics files;
+    a scrape or `/drift` sees every worker's counts at most this late (plus one busy request)."""
 
     log_level: str = Field(default="info", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     """Level of the service's own log lines (stderr)."""

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from bench import compare
-from bench.cli import QUICK, build_parser, options_from
-from bench.context import Options
+from bench.cli import parse_options
+from bench.context import QUICK, Options
 
 
 def _options(*argv: str) -> Options:
-    return options_from(build_parser().parse_args(list(argv)))
+    return parse_options(list(argv))
 
 
 def test_defaults_are_the_issues_figures() -> None:
@@ -44,6 +44,19 @@ def test_quick_shrinks_what_was_not_given() -> None:
     assert options.sections == ("training", "http")
 
 
+def test_the_command_line_is_generated_from_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help offers every field of Options (under its first alias when it has one)."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_options(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for name, info in Options.model_fields.items():
+        alias = info.validation_alias
+        flag = alias.choices[0] if alias is not None else name  # type: ignore[union-attr]
+        flag = flag.replace("_", "-")
+        assert (f"-{flag}" if len(flag) == 1 else f"--{flag}") in help_text, name
+
+
 def test_zero_epochs_leaves_the_choice_to_training() -> None:
     assert _options("--csv-epochs", "0").csv_epochs is None
     assert _options("--csv-epochs", "3").csv_epochs == 3
@@ -57,9 +70,9 @@ def test_bad_arguments_exit_with_status_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(argv)
+        parse_options(argv)
     assert exit_info.value.code == 2
-    capsys.readouterr()
+    assert "python -m bench" in capsys.readouterr().err
 
 
 def _document(tmp_path: Path, name: str, rows: list[tuple[str, float, str]]) -> Path:

@@ -18,10 +18,12 @@ TRAINING_KEYS = {
     "training.test_ece",
     "training.real_accuracy",
     "training.csv_read_seconds",
+    "training.parquet_read_seconds",
     "training.csv_peak_rss_mb",
 }
 INFERENCE_KEYS = {
     "inference.one_reading_seconds",
+    "inference.one_reading_path_seconds",
     "inference.many_readings_seconds",
     "inference.many_readings_per_second",
 }
@@ -96,7 +98,10 @@ def test_measured_rows_hold_plausible_numbers(bench_run: BenchRun) -> None:
 
 def test_http_rows_compare_the_service_with_the_bare_app(bench_run: BenchRun) -> None:
     if "http" not in bench_run.sections:
-        pytest.skip("wrk or gunicorn.conf.py missing")
+        pytest.skip(
+            "wrk (the HTTP load generator) or gunicorn.conf.py is missing: install wrk with "
+            "`sudo apt-get install wrk` (`make test` does) to run the HTTP section"
+        )
     rows = bench_run.rows
     single = rows["http.single.requests_per_second"]
     assert single["value"] > 0 and single["baseline"] > 0
@@ -126,6 +131,14 @@ def test_http_rows_compare_the_service_with_the_bare_app(bench_run: BenchRun) ->
         assert 1 < rows[key]["value"] < 100_000 and 1 < rows[key]["baseline"] < 100_000
     # Only figures measured in this run: no rows quoting numbers from elsewhere.
     assert not any(row["key"].startswith("reference.") for row in bench_run.document["rows"])
+    # The whole service's memory and start-up, psutil over the master and its workers.
+    startup = bench_run.document["results"]["http"]["startup"]
+    assert len(startup["seconds_to_first_200"]) == http_bench.STARTUP_RUNS
+    assert all(
+        m["processes"] == 1 + http_bench.STARTUP_WORKERS for m in startup["memory_after_warmup"]
+    )
+    assert 10 < rows["http.service_memory_mb"]["value"] < 10_000
+    assert 0 < rows["http.startup_seconds"]["value"] < http_bench.READY_TIMEOUT
 
 
 def test_results_carry_machine_facts_and_compare_with_themselves(bench_run: BenchRun) -> None:

@@ -294,3 +294,15 @@ def test_one_reading_path_matches_the_batch_path() -> None:
     )
     # An uncalibrated answer would differ: the temperature is really applied.
     assert not np.allclose(singles, clf.predict_proba(probe, calibrated=False), atol=1e-3)
+
+
+def test_float32_logits_are_divided_by_the_temperature_in_float64(
+    trained_classifier: model.Classifier,
+) -> None:
+    """float32 logits / a Python float computes in float32 under numpy 2 unless told otherwise,
+    which rounds nearly tied logits to a tie; the batch path must divide in float64."""
+    clf = with_temperature(trained_classifier, 1.7)
+    assert clf.network.dtype == np.float32
+    X = np.random.default_rng(4).normal(scale=3.0, size=(300, clf.n_features))
+    expected = model.softmax(clf.logits(X) / 1.7)
+    np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-12, atol=1e-15)

@@ -12,7 +12,6 @@ from flask.testing import FlaskClient
 import model
 from tests.support.artifacts import middle_reading
 
-
 # The contract: what every answer to a reading carries (a single answer adds model_version).
 RESULT_FIELDS = {"label", "confidence", "probabilities", "in_training_range", "novel", "novelty"}
 

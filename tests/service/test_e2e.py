@@ -152,12 +152,30 @@ def test_chunked_body(served: Server) -> None:
     assert len(response.json()["results"]) == 2
 
 
+# Each worker hands its request counts over at most SENSOR_METRICS_FLUSH_INTERVAL (1 s) after
+# counting them; 3 s leaves room for a loaded machine.
+FLUSH_BOUND_SECONDS = 3.0
+
+
+def settled_count(server: Server, key: tuple) -> float:
+    """The count once every worker has flushed what earlier tests sent it."""
+    deadline = time.monotonic() + 3 * FLUSH_BOUND_SECONDS
+    previous = metric_samples(server).get(key, 0.0)
+    while True:
+        time.sleep(FLUSH_BOUND_SECONDS / 2)
+        current = metric_samples(server).get(key, 0.0)
+        if current == previous:
+            return current
+        assert time.monotonic() < deadline, "request counts never settled"
+        previous = current
+
+
 def test_metrics_count_every_worker(served: Server) -> None:
-    before = metric_samples(served)
     key = (
         "sensor_http_requests_total",
         (("endpoint", "/classify"), ("method", "POST"), ("status", "200")),
     )
+    before = settled_count(served, key)
     pids: set[int] = set()
     sent = 0
     # Fresh connections until both workers have answered (bounded).
@@ -168,11 +186,14 @@ def test_metrics_count_every_worker(served: Server) -> None:
         if sent % 10 == 0:
             pids = {r["pid"] for r in access_records(served) if r["path"] == "/classify"}
     assert len(pids) == 2, "requests never reached both workers"
-    after = metric_samples(served)
-    # Every scrape, whichever worker answers it, sums the files of all workers.
-    assert after[key] - before.get(key, 0.0) == sent
+    done = time.monotonic()
+    # Every scrape, whichever worker answers it, sums the files of all workers: within the
+    # flush interval it sees every worker's requests, and then nothing more.
+    while metric_samples(served).get(key, 0.0) - before < sent:
+        assert time.monotonic() - done < FLUSH_BOUND_SECONDS, "request counts not flushed in time"
+        time.sleep(0.05)
     for _ in range(5):
-        assert metric_samples(served)[key] == after[key]
+        assert metric_samples(served)[key] - before == sent
 
 
 def access_records(server: Server) -> list[dict]:

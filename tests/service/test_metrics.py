@@ -105,3 +105,47 @@ def test_unknown_methods_do_not_create_label_values(client: FlaskClient) -> None
         if name == "sensor_http_requests_total"
     }
     assert "BREW" not in methods and "other" in methods
+
+
+def test_requests_counted_in_bulk_expose_what_observing_each_would() -> None:
+    """The worker hands request counts and latencies to prometheus_client in bulk, reaching
+    into the histogram's values; the exposition must be what one observe() per request gives."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from service.metrics import LATENCY_BUCKETS, Metrics
+
+    # On a bound, just past one, far beyond the last, and zero.
+    seconds = [0.0, 0.0005, 0.00051, 0.003, 0.003, 0.2, 10.0, 99.0, 1e-9]
+    metrics = Metrics(flush_interval=3600)
+    registry = CollectorRegistry(auto_describe=True)
+    requests = Counter(
+        "sensor_http_requests", "x", ["endpoint", "method", "status"], registry=registry
+    )
+    latency = Histogram(
+        "sensor_http_request_duration_seconds",
+        "x",
+        ["endpoint"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    for i, s in enumerate(seconds):
+        endpoint = "/classify" if i % 3 else "/health"
+        metrics.observe_request(endpoint, "POST", "200", s)
+        requests.labels(endpoint, "POST", "200").inc()
+        latency.labels(endpoint).observe(s)
+
+    def families(text: bytes) -> dict:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text.decode())
+            if family.name.startswith("sensor_http")
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    expected = families(generate_latest(registry))
+    # Nothing reaches the shared values before a flush (a scrape flushes first).
+    assert not any(
+        v for k, v in families(generate_latest(metrics.registry)).items() if k in expected
+    )
+    assert families(metrics.exposition()[0]) == expected
