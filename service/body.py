@@ -42,6 +42,26 @@ def body_deadline() -> Deadline:
     return lambda seconds: contextlib.nullcontext()
 
 
+# A body this large takes milliseconds to parse, while a gevent worker serves nobody else.
+GIVE_WAY_BYTES = 64 * 1024
+
+
+def give_way() -> None:
+    """Under gevent, let the worker serve whatever else is ready first (one turn of its loop).
+
+    Called before an expensive parse: a cheap request that arrived meanwhile is answered first,
+    rather than after every large body that happens to be ahead of it (with 256 clients sending
+    maximal bodies, legitimate p99 latency was up to 0.4 s without this). A short timer rather
+    than `gevent.idle()`: under a flood the loop is never idle, and the large body would starve.
+    """
+    gevent = sys.modules.get("gevent")
+    if gevent is not None:
+        from gevent import monkey
+
+        if monkey.is_module_patched("socket"):
+            gevent.sleep(0.001)
+
+
 def server_parse_errors() -> tuple[type[BaseException], ...]:
     """What the server we run in raises reading a body it cannot parse (gunicorn: a bad chunk)."""
     errors = sys.modules.get("gunicorn.http.errors")
@@ -223,6 +243,8 @@ def parse_json(body: bytes, max_depth: int) -> Any:
     here; a shallower one too deep for ``max_depth`` fails validation and is then judged by
     ``nesting_exceeds``.
     """
+    if len(body) >= GIVE_WAY_BYTES:
+        give_way()
     try:
         text = body.decode("utf-8")
         return _DECODER.decode(text)
