@@ -412,7 +412,14 @@ def test_ctrl_c_leaves_the_previous_artifact(tiny_artifact: Path, tmp_path: Path
     command = [sys.executable, "-m", "training", "--samples", "60000", "--epochs", "100"]
     command += ["--patience", "100", "--out", str(out)]
     with subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As in a terminal: a suite started in the background by a non-interactive shell would
+        # otherwise hand the child an ignored SIGINT, and Python then never raises Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as process:
         try:
             assert process.stderr is not None
