@@ -33,13 +33,21 @@ def body_deadline() -> Deadline:
     Under gevent workers a `gevent.Timeout` cuts a stalled read off at the deadline (and only the
     greenlet of that client was waiting). Other servers bring their own socket timeouts.
     """
+    gevent = _gevent()
+    if gevent is not None:
+        return lambda seconds: gevent.Timeout(seconds, False)
+    return lambda seconds: contextlib.nullcontext()
+
+
+def _gevent() -> Any:
+    """The gevent module when this process serves on gevent's patched sockets, else None."""
     gevent = sys.modules.get("gevent")
     if gevent is not None:
         from gevent import monkey
 
         if monkey.is_module_patched("socket"):
-            return lambda seconds: gevent.Timeout(seconds, False)
-    return lambda seconds: contextlib.nullcontext()
+            return gevent
+    return None
 
 
 # A body this large takes milliseconds to parse, while a gevent worker serves nobody else.
@@ -54,12 +62,9 @@ def give_way() -> None:
     maximal bodies, legitimate p99 latency was up to 0.4 s without this). A short timer rather
     than `gevent.idle()`: under a flood the loop is never idle, and the large body would starve.
     """
-    gevent = sys.modules.get("gevent")
+    gevent = _gevent()
     if gevent is not None:
-        from gevent import monkey
-
-        if monkey.is_module_patched("socket"):
-            gevent.sleep(0.001)
+        gevent.sleep(0.001)
 
 
 def server_parse_errors() -> tuple[type[BaseException], ...]:
