@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from service.body import nesting_exceeds, parse_json
+from service.body import DuplicateKey, nesting_exceeds, parse_json, parse_json_in_python
 from service.errors import MalformedRequest
 
 INFER = "/v2/models/sensor-classifier/infer"
@@ -100,3 +105,83 @@ def test_nesting_is_measured_on_the_parsed_document(document: object, depth: int
 def test_what_does_not_parse_is_malformed(body: bytes) -> None:
     with pytest.raises(MalformedRequest):
         parse_json(body, 32)
+
+
+# --- jiter parses, Python's parser is the reference ----------------------------------------------
+
+
+def _exact(value: Any) -> Any:
+    """``value`` with every type and float spelled out: 1 != 1.0 != True, NaN == NaN, -0.0 != 0.0."""
+    if isinstance(value, dict):
+        return ("object", [(key, _exact(item)) for key, item in value.items()])
+    if isinstance(value, list):
+        return ("array", [_exact(item) for item in value])
+    if isinstance(value, float):
+        return ("float", repr(value))
+    return (type(value).__name__, value)
+
+
+def _outcome(parse: Any, body: bytes) -> Any:
+    try:
+        return _exact(parse(body, 32))
+    except (MalformedRequest, DuplicateKey) as exc:
+        return (type(exc).__name__, str(exc), getattr(exc, "details", None))
+
+
+_STRINGS = st.text() | st.text(
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2
+)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats()
+    | _STRINGS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_STRINGS, inner, max_size=4),
+    max_leaves=20,
+)
+_LAYOUTS = st.fixed_dictionaries(
+    {
+        "ensure_ascii": st.booleans(),
+        "indent": st.none() | st.sampled_from([0, 2, "\t"]),
+        "separators": st.sampled_from([(",", ":"), (", ", ": "), (" ,\r\n", " :\t")]),
+    }
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_JSON, layout=_LAYOUTS)
+def test_generated_documents_parse_as_pythons_parser_parses_them(
+    value: Any, layout: dict[str, Any]
+) -> None:
+    body = json.dumps(value, **layout).encode("utf-8", "surrogatepass")
+    assert _outcome(parse_json, body) == _outcome(parse_json_in_python, body)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=_JSON,
+    edits=st.lists(st.tuples(st.integers(min_value=0), st.binary(max_size=2)), max_size=3),
+)
+def test_damaged_documents_get_pythons_verdict_and_message(
+    value: Any, edits: list[tuple[int, bytes]]
+) -> None:
+    body = json.dumps(value).encode("utf-8", "surrogatepass")
+    for position, replacement in edits:  # each edit replaces a byte (or inserts, or deletes)
+        at = position % (len(body) + 1)
+        body = body[:at] + replacement + body[at + 1 :]
+    assert _outcome(parse_json, body) == _outcome(parse_json_in_python, body)
+
+
+_KEYS = st.sampled_from(['"a"', '"\\u0061"', '"b"', '""', '"\\ud800"'])
+
+
+@settings(max_examples=300)
+@given(pairs=st.lists(st.tuples(_KEYS, st.integers(0, 9)), max_size=5), nested=st.booleans())
+def test_duplicate_keys_are_found_as_pythons_parser_finds_them(
+    pairs: list[tuple[str, int]], nested: bool
+) -> None:
+    text = "{" + ",".join(f"{key}:{value}" for key, value in pairs) + "}"
+    body = (f'{{"readings": [{{"x": 1}}, {text}]}}' if nested else text).encode()
+    assert _outcome(parse_json, body) == _outcome(parse_json_in_python, body)
