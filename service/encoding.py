@@ -41,7 +41,6 @@ class BatchEncoder:
         self._labels = np.array(names, dtype=object)
         self._booleans = np.array([b"false", b"true"], dtype=object)
         self._head = b'{"model_version":' + orjson.dumps(version) + b',"results":['
-        self._n_classes = len(classes)
 
     def encode(
         self,
