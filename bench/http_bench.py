@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import table
 from bench.context import Context
-from bench.procs import BenchError
+from bench.procs import BenchError, distinct_resident_bytes
 from bench.table import Row
 from tests.support import server as launcher
 
@@ -513,8 +513,9 @@ def run(ctx: Context) -> list[Row]:
     return rows + _startup_and_memory_rows(ctx, wrk, scripts["single"], env, single)
 
 
-def service_memory(server: launcher.Server) -> dict[str, float]:
-    """Resident and proportional set sizes in MB, summed over the master and its workers."""
+def service_memory(server: launcher.Server) -> dict[str, float | None]:
+    """Memory of the master and its workers in MB: each resident page once (None where the
+    kernel does not say, see `distinct_resident_bytes`), and RSS and PSS summed beside it."""
     import psutil
 
     processes = [psutil.Process(server.pid)]
@@ -524,7 +525,13 @@ def service_memory(server: launcher.Server) -> dict[str, float]:
         info = process.memory_full_info()
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
-    return {"rss_mb": rss / 2**20, "pss_mb": pss / 2**20, "processes": len(processes)}
+    distinct = distinct_resident_bytes([p.pid for p in processes])
+    return {
+        "resident_mb": None if distinct is None else distinct / 2**20,
+        "rss_mb": rss / 2**20,
+        "pss_mb": pss / 2**20,
+        "processes": len(processes),
+    }
 
 
 def _startup_and_memory_rows(
@@ -543,22 +550,31 @@ def _startup_and_memory_rows(
             startups.append(time.monotonic() - started)
             run_wrk(wrk, peer.url, script, opts.connections, opts.threads, max(opts.warmup, 1.0))
             memory.append(service_memory(peer.server))
-        logger.info("http: start-up %d: %.2f s, %.0f MB", i + 1, startups[-1], memory[-1]["rss_mb"])
+        logger.info(
+            "http: start-up %d: %.2f s, RSS sum %.0f MB", i + 1, startups[-1], memory[-1]["rss_mb"]
+        )
     ctx.results["http"]["startup"] = {
         "workers": STARTUP_WORKERS,
         "seconds_to_first_200": startups,
         "memory_after_warmup": memory,
-        "measured": "psutil memory_full_info of the gunicorn master and every process under it; "
-        "RSS counts pages the workers share with the master once per process, PSS shares them",
+        "measured": "resident_mb: distinct resident pages of the gunicorn master and every "
+        "process under it (/proc/PID/pagemap frame numbers, as root); rss_mb and pss_mb: psutil "
+        "memory_full_info summed. RSS counts the pages the workers share with the master once "
+        "per process; PSS splits them with every process mapping them, this benchmark included",
     }
-    rss = statistics.median(m["rss_mb"] for m in memory)
+    rss, pss = (statistics.median(m[key] for m in memory) for key in ("rss_mb", "pss_mb"))
+    distinct = [m["resident_mb"] for m in memory]
+    if None in distinct:  # frame numbers are shown to root only: the sum, which can only count more
+        measure, value = f"RSS sum, shared pages unknown when not root; PSS {pss:.0f} MB", rss
+    else:
+        measure = f"each page once; RSS sum {rss:.0f} MB, PSS {pss:.0f} MB"
+        value = statistics.median(distinct)
     return [
         table.row(
             "http.service_memory_mb",
             SECTION,
-            f"resident memory, master + {STARTUP_WORKERS} workers after warm-up "
-            f"(RSS sum; PSS {statistics.median(m['pss_mb'] for m in memory):.0f} MB)",
-            rss,
+            f"resident memory, master + {STARTUP_WORKERS} workers after warm-up ({measure})",
+            value,
             "MB",
             "lower",
             table.megabytes,

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -139,3 +140,43 @@ def run_measured(
         # Linux reports ru_maxrss in KiB.
         peak_rss_bytes=int(measured["maxrss_kib"]) * 1024,
     )
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_PRESENT = 1 << 63
+_FRAME = (1 << 55) - 1
+
+
+def distinct_resident_bytes(pids: Sequence[int]) -> int | None:
+    """The memory that processes ``pids`` hold, each resident page counted once however many of
+    them map it: what their container's memory counts, and what freeing them would free.
+
+    Summing RSS counts a page that a gunicorn master shares with its forked workers once per
+    process, and PSS splits it with any other process mapping it (the benchmark itself maps the
+    same numpy). Only the kernel's page-frame numbers (``/proc/PID/pagemap``, which psutil does
+    not read) tell shared pages apart; they are shown to root only. None where they are not
+    readable here (not Linux, not root).
+    """
+    import numpy as np
+
+    frames: list[Any] = []
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+                for line in maps:
+                    low, _, high = line.split(None, 1)[0].partition("-")
+                    first, last = int(low, 16) // _PAGE, int(high, 16) // _PAGE
+                    if line.rstrip().endswith("[vsyscall]"):
+                        continue  # the kernel's, outside the process's page table
+                    pagemap.seek(first * 8)
+                    entries = np.frombuffer(pagemap.read((last - first) * 8), dtype=np.uint64)
+                    resident = entries[(entries & np.uint64(_PRESENT)) != 0]
+                    frames.append(resident & np.uint64(_FRAME))
+    except OSError:
+        return None
+    if not frames:
+        return None
+    every = np.concatenate(frames)
+    if every.size and not every.any():  # frame numbers hidden: not root
+        return None
+    return int(np.unique(every).size) * _PAGE

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
-from bench.procs import BenchError, run_measured
+from bench.procs import BenchError, distinct_resident_bytes, run_measured
 
 
 def test_peak_rss_is_the_measured_childs_own() -> None:
@@ -72,3 +75,39 @@ def test_server_cpu_counts_live_descendants(tmp_path) -> None:
         seconds = server.cpu_seconds()
         assert seconds is not None and seconds >= 0.35
     assert server.cpu_seconds() is None
+
+
+_SHARING = """
+import os, sys, time
+shared = b"s" * 150_000_000  # written in full: resident, then shared with the child by fork
+child = os.fork()
+if child == 0:
+    own = b"o" * 100_000_000  # the child's own pages
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    os._exit(0)
+print(os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="page frame numbers are shown to root only")
+def test_distinct_resident_bytes_counts_each_shared_page_once() -> None:
+    with subprocess.Popen([sys.executable, "-c", _SHARING], stdout=subprocess.PIPE, text=True) as p:
+        family = [psutil.Process(p.pid)]
+        try:
+            assert p.stdout is not None
+            # The child prints once its own 100 MB exist; the parent's pages are shared by then.
+            pids = sorted(int(p.stdout.readline()) for _ in range(2))
+            family += psutil.Process(p.pid).children()
+            rss = sum(psutil.Process(pid).memory_info().rss for pid in pids)
+            distinct = distinct_resident_bytes(pids)
+        finally:
+            for process in family:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+    assert distinct is not None
+    # 150 MB shared + 100 MB the child's own + two interpreters (a few MB each, partly shared).
+    assert 250_000_000 < distinct < 290_000_000
+    # Summed RSS counts the 150 MB twice.
+    assert rss > 400_000_000
