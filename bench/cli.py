@@ -1,14 +1,11 @@
-"""The `python -m bench` command line: run the sections, print one table, write the results as JSON.
-
-Exit status: 0 the suite ran (targets may have failed: see the table), 1 a section could not run
-(or, with --strict, a target failed), 2 bad arguments.
-"""
+"""The `python -m bench` command line: run the sections, print one table, write the results as JSON."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -69,9 +66,7 @@ def header(document: dict[str, Any]) -> str:
     commit = (machine.get("git_commit") or "unknown commit")[:10]
     if machine.get("git_dirty"):
         commit += " + uncommitted changes"
-    loads = document["load_average"]
-    before = loads["start"][0] if loads["start"] else float("nan")
-    after = loads["end"][0] if loads["end"] else float("nan")
+    before, after = (load[0] if load else math.nan for load in document["load_average"].values())
     started = document["started_at"].replace("T", " ").replace("+00:00", " UTC")
     quick = " — QUICK RUN (--quick)" if document["options"]["quick"] else ""
     return (
@@ -81,7 +76,7 @@ def header(document: dict[str, Any]) -> str:
     )
 
 
-def footnotes(document: dict[str, Any], rows: Sequence[Row], results_path: Path | None) -> str:
+def footnotes(document: dict[str, Any], rows: Sequence[Row], results_path: Path) -> str:
     """What the reader needs to read the table right, below it."""
     lines = [
         "ratio = ours ÷ the comparison measured in this same run. sklearn = scikit-learn "
@@ -89,37 +84,23 @@ def footnotes(document: dict[str, Any], rows: Sequence[Row], results_path: Path 
         "answering constant JSON under the same gunicorn.conf.py; FastAPI = bench/fastapi_app.py, "
         "the same model and answer under uvicorn with as many workers.",
     ]
-    if any(r.section.startswith("reference") for r in rows):
-        lines.append(
-            "† reference figures from issue 4, measured earlier on this machine (16 connections, "
-            "medians of 3 runs of 10 s); not measured by this run."
-        )
     if document["options"]["quick"]:
         lines.append(
             "--quick: small sizes and short runs; the targets are about the full sizes, so PASS "
             "and FAIL here only show the plumbing works."
         )
     cpus = document["machine"]["usable_cpus"]
-    loads = document["load_average"]
-    if _busy(loads["start"], cpus) or _busy(loads["end"], cpus):
+    if any(_busy(load, cpus) for load in document["load_average"].values()):
         lines.append(
             f"Note: the machine was busy (1-minute load average above {BUSY_LOAD_PER_CPU:g} per "
             "CPU): other processes competed for the CPUs, so these numbers are noisy."
         )
-    failed = [r.key for r in rows if r.passed is False]
-    if failed:
+    if failed := [r.key for r in rows if r.passed is False]:
         lines.append(f"Targets not met: {', '.join(failed)}.")
     if document["errors"]:
         lines.append(f"Sections that could not run: {', '.join(document['errors'])}.")
-    if results_path is not None:
-        lines.append(f"Results: {results_path}")
+    lines.append(f"Results: {results_path}")
     return "\n".join(lines)
-
-
-def results_path(document: dict[str, Any], out_dir: Path) -> Path:
-    """`bench-<UTC start time>.json` in ``out_dir``: one file per run, sorted by time."""
-    stamp = document["started_at"].replace(":", "").replace("-", "").split("+")[0]
-    return out_dir / f"bench-{stamp}.json"
 
 
 def write_results(document: dict[str, Any], path: Path) -> None:
@@ -154,8 +135,8 @@ def run(options: Options, argv: Sequence[str]) -> tuple[dict[str, Any], list[Row
                 # One broken section must not cost the numbers of the others.
                 logger.exception("section %s could not run", name)
                 errors[name] = f"{type(exc).__name__}: {exc}"
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                rows.append(table.skipped(f"{name}.error", name, "section could not run", first))
+                first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                rows.append(table.skipped(f"{name}.error", "section could not run", first))
             sections[name] = {
                 "seconds": round(time.perf_counter() - section_started, 2),
                 "load_average_before": load_before,
@@ -183,45 +164,37 @@ def run(options: Options, argv: Sequence[str]) -> tuple[dict[str, Any], list[Row
     return document, rows
 
 
-def _configure_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `python -m bench` with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "compare":
         return compare.main(argv[1:])
     options = parse_options(argv)
-    _configure_logging(options.quiet)
-    cpus = usable_cpus()
-    load = load_average()
-    if _busy(load, cpus):
+    logging.basicConfig(
+        level=logging.WARNING if options.quiet else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    # Not a line for every request of the readiness checks.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    cpus, load = usable_cpus(), load_average()
+    if load is not None and _busy(load, cpus):
         logger.warning(
             "load average %.2f on %d CPUs before starting: other work is running, expect noise",
-            load[0] if load else float("nan"),
+            load[0],
             cpus,
         )
     document, rows = run(options, argv)
-    path = results_path(document, options.out_dir)
-    text = table.render(rows)
-    notes = footnotes(document, rows, path)
+    # bench-<UTC start>.json: one file per run, sorted by time.
+    stamp = document["started_at"].replace(":", "").replace("-", "").split("+")[0]
+    path = options.out_dir / f"bench-{stamp}.json"
     # The JSON alone reproduces what was printed.
-    document["table"] = "\n\n".join((header(document), text, notes))
+    document["table"] = "\n\n".join(
+        (header(document), table.render(rows), footnotes(document, rows, path))
+    )
     write_results(document, path)
-    print(header(document))
-    print()
-    print(text)
-    print()
-    print(notes)
-    if document["errors"]:
-        return EXIT_FAILED
-    if options.strict and not document["all_targets_met"]:
+    print(document["table"])
+    if document["errors"] or (options.strict and not document["all_targets_met"]):
         return EXIT_FAILED
     return EXIT_OK

@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.context import Options
 
-# Changes smaller than this are within the noise of a shared 2-CPU machine; not called better
-# or worse.
+# Changes smaller than this are within the noise of a shared 2-CPU machine: neither better nor worse.
 NOISE = 0.05
 
 
 def load_rows(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """A results document and its measured rows by key (reference rows left out)."""
+    """A results document and its measured rows by key."""
     try:
         document = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SystemExit(f"error: cannot read {path}: {exc}") from None
-    rows = {
-        r["key"]: r
-        for r in document.get("rows", [])
-        if r.get("value") is not None and not r["key"].startswith("reference.")
-    }
-    return document, rows
+    return document, {r["key"]: r for r in document.get("rows", []) if r.get("value") is not None}
 
 
 def verdict(old: float, new: float, better: str) -> tuple[float | None, str]:
@@ -38,47 +30,25 @@ def verdict(old: float, new: float, better: str) -> tuple[float | None, str]:
     change = new / old - 1.0
     if abs(change) < NOISE:
         return change, "~"
-    improved = change < 0 if better == "lower" else change > 0
-    return change, "better" if improved else "worse"
-
-
-def _number(value: float, unit: str) -> str:
-    if unit == "s":
-        from bench.table import seconds
-
-        return seconds(value)
-    if math.isfinite(value) and abs(value) >= 100:
-        return f"{value:,.0f} {unit}".strip()
-    return f"{value:.4g} {unit}".strip()
+    return change, "better" if (change < 0) == (better == "lower") else "worse"
 
 
 def render(old_path: Path, new_path: Path) -> str:
     """A Markdown table of every row both runs measured: old, new, change, verdict."""
-    old_doc, old_rows = load_rows(old_path)
-    new_doc, new_rows = load_rows(new_path)
+    (old_doc, old_rows), (new_doc, new_rows) = load_rows(old_path), load_rows(new_path)
     lines = [
-        f"old: {old_path} ({old_doc.get('started_at')}, commit "
-        f"{(old_doc.get('machine', {}).get('git_commit') or '?')[:10]})",
-        f"new: {new_path} ({new_doc.get('started_at')}, commit "
-        f"{(new_doc.get('machine', {}).get('git_commit') or '?')[:10]})",
-        "",
-        "| measure | old | new | change | verdict |",
-        "|---|---:|---:|---:|---|",
+        f"{name}: {path} ({doc.get('started_at')}, commit "
+        f"{(doc.get('machine', {}).get('git_commit') or '?')[:10]})"
+        for name, path, doc in (("old", old_path, old_doc), ("new", new_path, new_doc))
     ]
+    lines += ["", "| measure | old | new | change | verdict |", "|---|---:|---:|---:|---|"]
     for key, new in new_rows.items():
-        old = old_rows.get(key)
-        if old is None:
-            continue
-        change, word = verdict(old["value"], new["value"], new["better"])
-        shown = "" if change is None else f"{change:+.1%}"
-        lines.append(
-            f"| {key} | {_number(old['value'], old['unit'])} | "
-            f"{_number(new['value'], new['unit'])} | {shown} | {word} |"
-        )
-    only = sorted(set(new_rows) ^ set(old_rows))
-    if only:
-        lines.append("")
-        lines.append(f"measured in one run only: {', '.join(only)}")
+        if (old := old_rows.get(key)) is not None:
+            change, word = verdict(old["value"], new["value"], new["better"])
+            shown = "" if change is None else f"{change:+.1%}"
+            lines.append(f"| {key} | {old['text']} | {new['text']} | {shown} | {word} |")
+    if only := sorted(set(new_rows) ^ set(old_rows)):
+        lines += ["", f"measured in one run only: {', '.join(only)}"]
     if old_doc.get("options", {}).get("quick") != new_doc.get("options", {}).get("quick"):
         lines.append("warning: one run used --quick and the other did not; sizes differ")
     lines.append(f"changes under {NOISE:.0%} are marked ~ (noise on a shared machine)")
@@ -91,13 +61,10 @@ def main(argv: Sequence[str]) -> int:
         description="Compare two results files of `python -m bench`, row by row.",
     )
     parser.add_argument("old", type=Path, help="the earlier results JSON")
+    default = Options.model_fields["out_dir"].default / "latest.json"
     parser.add_argument(
-        "new",
-        type=Path,
-        nargs="?",
-        default=Options().out_dir / "latest.json",
-        help="the later results JSON (default: bench/results/latest.json)",
+        "new", type=Path, nargs="?", default=default, help=f"the later results JSON ({default})"
     )
     args = parser.parse_args(argv)
-    sys.stdout.write(render(args.old, args.new) + "\n")
+    print(render(args.old, args.new))
     return 0

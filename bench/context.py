@@ -6,7 +6,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,14 +15,12 @@ from bench.procs import REPO_ROOT, run_measured
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("training", "inference", "http")
+Section = Literal["training", "inference", "http"]
+SECTIONS: tuple[Section, ...] = get_args(Section)
 REAL_DATA = REPO_ROOT / ".." / "shared" / "data" / "hydraulic_cooler_ts1_vs1.csv"
 # Speed does not depend on the weights, so when the training section did not run, the other
 # sections serve a quickly trained model of the default architecture.
 QUICK_MODEL_ARGS = ("--samples", "30000", "--epochs", "2")
-
-
-Section = Literal["training", "inference", "http"]
 
 
 def _quick(value: Any) -> dict[str, Any]:
@@ -44,11 +42,11 @@ Epochs = Annotated[
 
 
 class Options(BaseSettings):
-    """Benchmark training, in-process inference and the HTTP service against scikit-learn and a
-    bare Flask app in the same run; print one table and write the results as JSON. Compare two
-    results files with 'python -m bench compare OLD NEW'. Exit status: 0 the suite ran (see the
+    """Benchmark training, in-process inference and the HTTP service against scikit-learn, a bare
+    Flask app and FastAPI in the same run; print one table and write the results as JSON. Compare
+    two results files with 'python -m bench compare OLD NEW'. Exit status: 0 the suite ran (see the
     table for targets), 1 a section could not run (or, with --strict, a target failed), 2 bad
-    arguments. Every option is declared here once: the defaults are the issues' own figures."""
+    arguments."""
 
     model_config = SettingsConfigDict(
         frozen=True,
@@ -58,111 +56,72 @@ class Options(BaseSettings):
         cli_exit_on_error=True,
         cli_hide_none_type=True,
         populate_by_name=True,
+        use_attribute_docstrings=True,
     )
 
     sections: tuple[Section, ...] = Field(
-        SECTIONS,
-        validation_alias=AliasChoices("only", "sections"),
-        description="comma-separated sections to run",
+        SECTIONS, validation_alias=AliasChoices("only", "sections")
     )
-    quick: bool = Field(
-        False,
-        description="small sizes and short runs: checks that everything works in about a "
-        "minute; the numbers are not comparable with the targets",
-    )
+    """comma-separated sections to run"""
+    quick: bool = False
+    """small sizes and short runs: checks that everything works in about a minute; the numbers
+    are not comparable with the targets"""
     out_dir: Path = Field(
-        REPO_ROOT / "bench" / "results",
-        validation_alias=AliasChoices("out", "out_dir"),
-        description="where to write the results JSON",
+        REPO_ROOT / "bench" / "results", validation_alias=AliasChoices("out", "out_dir")
     )
-    strict: bool = Field(False, description="exit with status 1 when any target fails")
-    quiet: bool = Field(
-        False, validation_alias=AliasChoices("q", "quiet"), description="no progress lines"
-    )
-    timeout: float = Field(1800.0, gt=0, description="seconds any one subprocess may take")
+    """where to write the results JSON"""
+    strict: bool = False
+    """exit with status 1 when any target fails"""
+    quiet: bool = Field(False, validation_alias=AliasChoices("q", "quiet"))
+    """no progress lines"""
+    timeout: float = Field(1800.0, gt=0)
+    """seconds any one subprocess may take"""
     # training
-    samples: Count = Field(
-        300_000, description="synthetic training readings", json_schema_extra=_quick(20_000)
-    )
-    test_samples: Count = Field(
-        300_000,
-        description="readings of the separate test set",
-        json_schema_extra=_quick(20_000),
-    )
-    train_epochs: Epochs = Field(
-        None,
-        description="--epochs for `python -m training` (0: its own choice)",
-        json_schema_extra=_quick(2),
-    )
-    train_runs: Count = Field(
-        3,
-        description="timed runs of the training command and of scikit-learn's fit, "
-        "alternating; the table shows medians",
-        json_schema_extra=_quick(1),
-    )
-    sklearn_max_iter: Count = Field(
-        200,
-        description="max_iter of scikit-learn's MLPClassifier (200: scikit-learn's own)",
-        json_schema_extra=_quick(20),
-    )
-    real_data: Path = Field(
-        REAL_DATA, description="the real hydraulic data (the row is skipped when absent)"
-    )
-    real_epochs: Epochs = Field(
-        None, description="--epochs for the real-data training", json_schema_extra=_quick(2)
-    )
-    csv_rows: Count = Field(
-        1_000_000,
-        description="rows of the CSV (and Parquet) file read and trained on",
-        json_schema_extra=_quick(100_000),
-    )
-    csv_reads: Count = Field(3, description="timed reads of it", json_schema_extra=_quick(1))
-    csv_epochs: Epochs = Field(
-        2,
-        description="--epochs when training on it for peak memory (memory does not grow with "
-        "epochs; 0: training's own choice)",
-        json_schema_extra=_quick(1),
-    )
+    samples: Count = Field(300_000, json_schema_extra=_quick(20_000))
+    """synthetic training readings"""
+    test_samples: Count = Field(300_000, json_schema_extra=_quick(20_000))
+    """readings of the separate test set"""
+    train_epochs: Epochs = Field(None, json_schema_extra=_quick(2))
+    """--epochs for `python -m training` (0: its own choice)"""
+    train_runs: Count = Field(3, json_schema_extra=_quick(1))
+    """timed runs of the training command and of scikit-learn's fit, alternating; the table shows
+    medians"""
+    sklearn_max_iter: Count = Field(200, json_schema_extra=_quick(20))
+    """max_iter of scikit-learn's MLPClassifier (200: scikit-learn's own)"""
+    real_data: Path = REAL_DATA
+    """the real hydraulic data (the row is skipped when absent)"""
+    real_epochs: Epochs = Field(None, json_schema_extra=_quick(2))
+    """--epochs for the real-data training"""
+    csv_rows: Count = Field(1_000_000, json_schema_extra=_quick(100_000))
+    """rows of the CSV (and Parquet) file read and trained on"""
+    csv_reads: Count = Field(3, json_schema_extra=_quick(1))
+    """timed reads of it"""
+    csv_epochs: Epochs = Field(2, json_schema_extra=_quick(1))
+    """--epochs when training on it for peak memory (memory does not grow with epochs; 0:
+    training's own choice)"""
     # inference in process
-    inference_rows: Count = Field(
-        1_000_000,
-        description="readings of the large predict_proba call",
-        json_schema_extra=_quick(100_000),
-    )
-    repeats: Count = Field(
-        5, description="timed repeats of the large call", json_schema_extra=_quick(3)
-    )
+    inference_rows: Count = Field(1_000_000, json_schema_extra=_quick(100_000))
+    """readings of the large predict_proba call"""
+    repeats: Count = Field(5, json_schema_extra=_quick(3))
+    """timed repeats of the large call"""
     # http
-    connections: Count = Field(16, description="wrk connections")
-    threads: Count = Field(2, description="wrk threads")
-    duration: float = Field(
-        10.0,
-        ge=1,
-        allow_inf_nan=False,
-        description="seconds of each wrk run (at least 1)",
-        json_schema_extra=_quick(2.0),
-    )
-    runs: Count = Field(
-        3,
-        description="wrk runs per app and case; the table shows medians",
-        json_schema_extra=_quick(1),
-    )
-    warmup: float = Field(
-        2.0,
-        ge=0,
-        allow_inf_nan=False,
-        description="seconds of an untimed wrk run per app and case first",
-        json_schema_extra=_quick(1.0),
-    )
-    batch_size: Count = Field(100, description="readings per batch request")
-    fastapi: bool = Field(
-        True, description="the FastAPI + uvicorn comparison (bench/fastapi_app.py)"
-    )
-    model: Path | None = Field(
-        None,
-        description="serve and time this artifact (default: the training section's, or a "
-        "quickly trained one of the default architecture)",
-    )
+    connections: Count = 16
+    """wrk connections"""
+    threads: Count = 2
+    """wrk threads"""
+    duration: float = Field(10.0, ge=1, allow_inf_nan=False, json_schema_extra=_quick(2.0))
+    """seconds of each wrk run (at least 1)"""
+    runs: Count = Field(3, json_schema_extra=_quick(1))
+    """wrk runs per app and case; the table shows medians"""
+    warmup: float = Field(2.0, ge=0, allow_inf_nan=False, json_schema_extra=_quick(1.0))
+    """seconds of an untimed wrk run per app and case first"""
+    batch_size: Count = 100
+    """readings per batch request"""
+    fastapi: bool = True
+    """the FastAPI + uvicorn comparison (bench/fastapi_app.py)"""
+    model: Path | None = None
+    """serve and time this artifact (default: the training section's, or a quickly trained one
+    of the default architecture)"""
 
     @field_validator("sections", mode="before")
     @classmethod
@@ -214,24 +173,16 @@ class Context:
     model_source: str = ""
     results: dict[str, Any] = field(default_factory=dict)
 
-    def python(self, *args: str) -> list[str]:
-        """A command line running this interpreter (the project's venv under `make bench`)."""
-        return [sys.executable, *args]
-
     def ensure_model(self) -> Path:
-        """The artifact to benchmark: --model, the training section's, or a quickly trained one."""
-        if self.model_path is not None:
-            return self.model_path
-        if self.options.model is not None:
+        """The artifact to benchmark: the training section's, --model, or a quickly trained one."""
+        if self.model_path is None and self.options.model is not None:
             self.model_path = self.options.model
             self.model_source = f"given with --model {self.options.model}"
-            return self.model_path
-        path = self.workdir / "quick-model.npz"
-        logger.info("training a model of the default architecture for the benchmark")
-        run_measured(
-            self.python("-m", "training", *QUICK_MODEL_ARGS, "--out", str(path), "-q"),
-            timeout=self.options.timeout,
-        ).check()
-        self.model_path = path
-        self.model_source = "python -m training " + " ".join(QUICK_MODEL_ARGS)
-        return path
+        if self.model_path is None:
+            path = self.workdir / "quick-model.npz"
+            logger.info("training a model of the default architecture for the benchmark")
+            command = [sys.executable, "-m", "training", *QUICK_MODEL_ARGS, "--out", str(path)]
+            run_measured([*command, "-q"], timeout=self.options.timeout).check()
+            self.model_path = path
+            self.model_source = "python -m training " + " ".join(QUICK_MODEL_ARGS)
+        return self.model_path

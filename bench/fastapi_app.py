@@ -1,12 +1,11 @@
 """What users would pick instead: a minimal FastAPI + uvicorn version of single-reading /classify.
 
-Issue 4 names it as the fastest alternative (about 10,700 readings/s on this machine), so the HTTP
-benchmark measures it in the same run as the service rather than quoting that figure:
-`uvicorn --workers N bench.fastapi_app:app`. It is the service's answer to one reading and no
-more: the same model file (``SENSOR_MODEL_PATH``), forward pass, decision and novelty score,
-pydantic validation of the two synthetic features with their physical limits, the same JSON
-answer; no metrics, no batch, no reloading. The endpoint is ``async``: the model answers in microseconds, and FastAPI would
-otherwise hand every request to a thread pool (measured here: 7,700 against 10,000 requests/s).
+Issue 4 names it as the fastest alternative, so the HTTP benchmark measures it in the same run as
+the service (`uvicorn --workers N bench.fastapi_app:app`). It is the service's answer to one
+reading and no more: the same model file (``SENSOR_MODEL_PATH``), forward pass, decision and
+novelty score, pydantic validation of the two synthetic features with their physical limits, the
+same JSON answer; no metrics, no batch, no reloading. The endpoint is ``async``: the model answers
+in microseconds, and FastAPI would otherwise hand every request to a thread pool.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from bench.table import Row
 
 logger = logging.getLogger(__name__)
 
-SECTION = "inference"
 DATA_SEED = 11
 # scikit-learn's network is fitted just enough to be a real fitted estimator: only its
 # predict_proba is timed, and that costs the same whatever the weights are.
@@ -35,20 +34,31 @@ NOVELTY_MAX_RATIO = 1.5
 MAX_COUNTING_COST_SECONDS = 5e-6
 
 
-def per_call_seconds(call: Callable[[], Any], repeats: int) -> list[float]:
-    """Seconds per call of ``call``, once per repeat; each repeat loops enough calls to time well."""
+def per_call(call: Callable[[], Any]) -> float:
+    """Seconds per call of a fast ``call``, looping enough calls (at least 0.2 s) to time it well."""
     timer = timeit.Timer(call)
     number, _ = timer.autorange()
-    return [t / number for t in timer.repeat(repeat=repeats, number=number)]
+    return timer.timeit(number) / number
 
 
-def once_seconds(call: Callable[[], Any], repeats: int) -> list[float]:
-    """Seconds of ``repeats`` single calls of a long-running ``call``."""
-    return timeit.Timer(call).repeat(repeat=repeats, number=1)
+def once(call: Callable[[], Any]) -> float:
+    """Seconds of one call of a long-running ``call``."""
+    return timeit.timeit(call, number=1)
 
 
-def counting_cost(path: Any, reading: list[float]) -> tuple[list[float], list[float]]:
-    """Seconds per `DataPlane.classify` of one reading, counted for drift and not, alternating.
+def alternate(
+    calls: dict[str, Callable[[], Any]], repeats: int, time: Callable[[Callable[[], Any]], float]
+) -> dict[str, list[float]]:
+    """Each call timed ``repeats`` times, in turn, so that background load hits all alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            seconds[name].append(time(call))
+    return seconds
+
+
+def counting_calls(path: Any, reading: list[float]) -> dict[str, Callable[[], Any]]:
+    """`DataPlane.classify` of one reading, counted for drift and not.
 
     The same data plane twice: once with the service's own observers (per-worker counts of the
     label, the feature bins and novelty, handed to the metrics in bulk), once with none.
@@ -62,12 +72,10 @@ def counting_cost(path: Any, reading: list[float]) -> tuple[list[float], list[fl
     counting: DataPlane = app.extensions["sensor"]["dataplane"]
     silent = DataPlane(counting.runtime, counting.settings, Observers(), counting.totals)
     document = dict(zip(counting.runtime.current().requests.features, reading, strict=True))
-    with_counting: list[float] = []
-    without: list[float] = []
-    for _ in range(SINGLE_REPEATS):
-        with_counting += per_call_seconds(lambda: counting.classify(document), 1)
-        without += per_call_seconds(lambda: silent.classify(document), 1)
-    return with_counting, without
+    return {
+        "with": lambda: counting.classify(document),
+        "without": lambda: silent.classify(document),
+    }
 
 
 def hidden_sizes(classifier: Any) -> tuple[int, ...]:
@@ -114,26 +122,27 @@ def run(ctx: Context) -> list[Row]:
     # between runs: a measure of the neighbours, not of the two forward passes.
     from threadpoolctl import threadpool_limits
 
+    reading = X_one[0].tolist()
     with threadpool_limits(limits=1, user_api="blas"):
         logger.info("inference: predict_proba on 1 reading")
-        ours_one, sk_one, proba_one = [], [], []
-        for _ in range(SINGLE_REPEATS):
-            ours_one += per_call_seconds(lambda: classifier.predict_proba(X_one), 1)
-            proba_one += per_call_seconds(
-                lambda: classifier.predict_proba_one(X_one[0].tolist()), 1
-            )
-            sk_one += per_call_seconds(lambda: estimator.predict_proba(Xs_one), 1)
+        one = {
+            "ours": lambda: classifier.predict_proba(X_one),
+            "path": lambda: classifier.predict_proba_one(reading),
+            "sklearn": lambda: estimator.predict_proba(Xs_one),
+        }
+        ours_one, proba_one, sk_one = alternate(one, SINGLE_REPEATS, per_call).values()
         logger.info("inference: predict_proba on %d readings", opts.inference_rows)
-        ours_many, sk_many, novelty_many = [], [], []
-        for _ in range(opts.repeats):
-            ours_many += once_seconds(lambda: classifier.predict_proba(X_many), 1)
-            sk_many += once_seconds(lambda: estimator.predict_proba(Xs_many), 1)
-            novelty_many += once_seconds(lambda: classifier.novelty(X_many), 1)
-        novelty_one = per_call_seconds(
-            lambda: classifier.novelty_one(X_one[0].tolist()), SINGLE_REPEATS
-        )
-        counted, uncounted = counting_cost(path, X_one[0].tolist())
-    proba_many_1t = ours_many
+        many = {
+            "ours": lambda: classifier.predict_proba(X_many),
+            "sklearn": lambda: estimator.predict_proba(Xs_many),
+            "novelty": lambda: classifier.novelty(X_many),
+        }
+        ours_many, sk_many, novelty_many = alternate(many, opts.repeats, once).values()
+        novelty_one = [
+            per_call(lambda: classifier.novelty_one(reading)) for _ in range(SINGLE_REPEATS)
+        ]
+        counting = counting_calls(path, reading)
+        counted, uncounted = alternate(counting, SINGLE_REPEATS, per_call).values()
 
     P = classifier.predict_proba(X_many)
     if not np.allclose(P.sum(axis=1), 1.0):
@@ -163,21 +172,20 @@ def run(ctx: Context) -> list[Row]:
         "novelty": {
             "method": classifier.novelty_model.method,
             "many_readings_seconds": novelty_many,
-            "predict_proba_many_readings_seconds": proba_many_1t,
+            "predict_proba_many_readings_seconds": ours_many,
             "blas_threads": 1,
             "one_reading_seconds": novelty_one,
             "predict_proba_one_reading_seconds": proba_one,
             "includes": "standardization, distance to every class (novelty_one: one reading)",
         },
+        "drift_counting": {
+            "with_seconds": counted,
+            "without_seconds": uncounted,
+            "includes": "DataPlane.classify of one parsed reading: validation, model, answer",
+        },
     }
-    ctx.results["inference"]["drift_counting"] = {
-        "with_seconds": counted,
-        "without_seconds": uncounted,
-        "includes": "DataPlane.classify of one parsed reading: validation, model, answer",
-    }
-    shape = "x".join(str(h) for h in hidden)
-    baseline = f"sklearn MLP {shape}"
-    one = statistics.median(ours_one)
+    sk = f"sklearn MLP {'x'.join(str(h) for h in hidden)}"
+    n, med = opts.inference_rows, statistics.median
     # The fastest of the repeats, not their median: scikit-learn allocates every layer's
     # activations for all the readings at once (256 MB per 64-wide layer for 1,000,000), and the
     # kernel's transparent huge page faults for them cost 0.03 to 1.7 s of system time per call
@@ -188,87 +196,66 @@ def run(ctx: Context) -> list[Row]:
     return [
         table.row(
             "inference.one_reading_seconds",
-            SECTION,
             f"predict_proba, 1 reading, 1 BLAS thread (median of {SINGLE_REPEATS})",
-            one,
+            med(ours_one),
             "s",
-            "lower",
-            table.seconds,
-            baseline=statistics.median(sk_one),
-            baseline_label=baseline,
+            med(sk_one),
+            sk,
         ),
         table.row(
             "inference.one_reading_path_seconds",
-            SECTION,
             f"predict_proba_one (the service's path), 1 reading (median of {SINGLE_REPEATS})",
-            statistics.median(proba_one),
+            med(proba_one),
             "s",
-            "lower",
-            table.seconds,
-            baseline=statistics.median(sk_one),
-            baseline_label=baseline,
+            med(sk_one),
+            sk,
             target=f"ratio <= {ONE_MAX_RATIO}",
-            check=lambda _, ratio: ratio is not None and ratio <= ONE_MAX_RATIO,
+            check=lambda v, r: r <= ONE_MAX_RATIO,
         ),
         table.row(
             "inference.many_readings_seconds",
-            SECTION,
-            f"predict_proba, {opts.inference_rows:,} readings, 1 BLAS thread (fastest of {opts.repeats})",
+            f"predict_proba, {n:,} readings, 1 BLAS thread (fastest of {opts.repeats})",
             many,
             "s",
-            "lower",
-            table.seconds,
-            baseline=sk_many_best,
-            baseline_label=baseline,
+            sk_many_best,
+            sk,
             target=f"ratio <= {MANY_MAX_RATIO}",
-            check=lambda _, ratio: ratio is not None and ratio <= MANY_MAX_RATIO,
+            check=lambda v, r: r <= MANY_MAX_RATIO,
         ),
         table.row(
             "inference.many_readings_per_second",
-            SECTION,
-            f"predict_proba throughput, {opts.inference_rows:,} readings",
-            opts.inference_rows / many,
+            f"predict_proba throughput, {n:,} readings",
+            n / many,
             "readings/s",
-            "higher",
-            table.rate,
-            baseline=opts.inference_rows / sk_many_best,
-            baseline_label=baseline,
+            n / sk_many_best,
+            sk,
         ),
         table.row(
             "inference.novelty_many_readings_seconds",
-            SECTION,
-            f"novelty, {opts.inference_rows:,} readings, 1 BLAS thread (median of {opts.repeats})",
-            statistics.median(novelty_many),
+            f"novelty, {n:,} readings, 1 BLAS thread (median of {opts.repeats})",
+            med(novelty_many),
             "s",
-            "lower",
-            table.seconds,
-            baseline=statistics.median(proba_many_1t),
-            baseline_label="predict_proba, 1 BLAS thread",
+            med(ours_many),
+            "predict_proba, 1 BLAS thread",
             target=f"ratio <= {NOVELTY_MAX_RATIO}",
-            check=lambda _, ratio: ratio is not None and ratio <= NOVELTY_MAX_RATIO,
+            check=lambda v, r: r <= NOVELTY_MAX_RATIO,
         ),
         table.row(
             "inference.drift_counting_seconds",
-            SECTION,
             f"1 reading through the data plane, counted for drift (median of {SINGLE_REPEATS})",
-            statistics.median(counted),
+            med(counted),
             "s",
-            "lower",
-            table.seconds,
-            baseline=statistics.median(uncounted),
-            baseline_label="not counted",
+            med(uncounted),
+            "not counted",
             target=f"≤ +{MAX_COUNTING_COST_SECONDS * 1e6:g} µs",
-            check=lambda v, _: v - statistics.median(uncounted) <= MAX_COUNTING_COST_SECONDS,
+            check=lambda v, r: v - med(uncounted) <= MAX_COUNTING_COST_SECONDS,
         ),
         table.row(
             "inference.novelty_one_reading_seconds",
-            SECTION,
             f"novelty_one, 1 reading (median of {SINGLE_REPEATS})",
-            statistics.median(novelty_one),
+            med(novelty_one),
             "s",
-            "lower",
-            table.seconds,
-            baseline=statistics.median(proba_one),
-            baseline_label="predict_proba_one",
+            med(proba_one),
+            "predict_proba_one",
         ),
     ]

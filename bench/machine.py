@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.procs import REPO_ROOT
 
-_LIBRARIES = (
+LIBRARIES = (
     "numpy",
     "pandas",
     "scikit-learn",
@@ -36,13 +36,11 @@ def load_average() -> list[float] | None:
 
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask), which can be fewer than the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _cpu_model() -> str | None:
+    # Neither psutil nor platform knows the CPU's name on Linux.
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -52,70 +50,53 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def _memory_bytes() -> int:
-    import psutil
-
-    return int(psutil.virtual_memory().total)
-
-
-def _git(*args: str) -> str | None:
+def _output(*command: str, check: bool = True) -> str | None:
+    """What ``command`` printed (stdout, else stderr), or None when it could not run or failed."""
     try:
         done = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=check
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip()
+    return (done.stdout or done.stderr).strip()
 
 
-def _blas() -> list[dict[str, Any]]:
-    from threadpoolctl import threadpool_info
-
-    keep = ("user_api", "internal_api", "version", "num_threads", "threading_layer", "filepath")
-    return [
-        {key: (Path(v).name if key == "filepath" else v) for key, v in pool.items() if key in keep}
-        for pool in threadpool_info()
-    ]
-
-
-def _wrk_version() -> str | None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        return None
+def _version(name: str) -> str | None:
     try:
-        # `wrk --version` prints its banner and usage, then exits with status 1.
-        done = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
         return None
-    first = (done.stdout or done.stderr).strip().splitlines()
-    return first[0] if first else None
 
 
 def facts() -> dict[str, Any]:
     """Everything that makes two runs comparable or explains why they differ."""
-    # numpy and sklearn are imported before threadpoolctl looks, so their BLAS pools show.
+    # numpy is imported before threadpoolctl looks, so that its BLAS pools show.
     import numpy  # noqa: F401
+    import psutil
+    from threadpoolctl import threadpool_info
 
-    versions: dict[str, str | None] = {}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    status = _git("status", "--porcelain")
+    keep = ("user_api", "internal_api", "version", "num_threads", "threading_layer", "filepath")
+    blas = [
+        {key: (Path(v).name if key == "filepath" else v) for key, v in pool.items() if key in keep}
+        for pool in threadpool_info()
+    ]
+    wrk = shutil.which("wrk")
+    # `wrk --version` prints its banner and usage, then exits with status 1.
+    wrk_banner = _output(wrk, "--version", check=False) if wrk else None
+    status = _output("git", "status", "--porcelain")
     return {
         "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus(),
-        "memory_bytes": _memory_bytes(),
+        "memory_bytes": int(psutil.virtual_memory().total),
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "libraries": versions,
-        "blas": _blas(),
-        "wrk": _wrk_version(),
-        "git_commit": _git("rev-parse", "HEAD"),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        "blas": blas,
+        "wrk": wrk_banner.splitlines()[0] if wrk_banner else None,
+        "git_commit": _output("git", "rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "sensor_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("SENSOR_")},
         "blas_env": {

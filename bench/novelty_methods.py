@@ -17,13 +17,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 import model
+from bench.context import REAL_DATA
 from model.novelty import threshold_for_rate
 from training.data import SYNTHETIC_BOXES, load_csv, synthetic
 from training.pipeline import Parts, split_parts, synthetic_parts
 
 RATE = 0.005
-REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-REAL_DATA = REAL_DATA / "hydraulic_cooler_ts1_vs1.csv"
 Scorer = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 

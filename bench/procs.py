@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -10,15 +9,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from tests.support.server import REPO_ROOT, signal_group
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger(__name__)
 
 # Linux counts the memory a process had before exec() in its peak RSS (ru_maxrss), and a child
 # spawned straight from this process starts as a copy of it: hundreds of MB of benchmark data
@@ -67,63 +65,33 @@ class Measured:
         return self
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def run_measured(
-    command: Sequence[str],
-    timeout: float,
-    env: Mapping[str, str] | None = None,
-    cwd: Path = REPO_ROOT,
-) -> Measured:
-    """Run ``command`` to completion (killed after ``timeout`` seconds) and measure it.
-
-    The wall time runs from the fork to the reaping of the command, so it includes interpreter
-    start-up; the peak RSS is the command's own (see ``_LAUNCHER``).
-    """
+def run_measured(command: Sequence[str], timeout: float) -> Measured:
+    """Run ``command`` from the repository root to completion (killed after ``timeout`` seconds)
+    and measure it: the wall time from the fork to the reaping (interpreter start-up included),
+    the peak RSS of the command's own (see ``_LAUNCHER``)."""
     command = [str(part) for part in command]
     logger.debug("running %s", " ".join(command))
-    timed_out = threading.Event()
-    # Files, not pipes: a chatty child can never block on a full pipe while we wait.
-    with (
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
+    with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         # Its own process group: on a timeout or Ctrl-C the launcher and the command both go.
         process = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(report), *command],
-            stdout=out,
-            stderr=err,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            env=env,
+            cwd=REPO_ROOT,
             start_new_session=True,
         )
-
-        def kill() -> None:
-            timed_out.set()
-            _kill_group(process)
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
         try:
-            process.wait()
-        except BaseException:
-            _kill_group(process)
-            process.wait()
-            raise
+            stdout, stderr = (
+                b.decode(errors="replace") for b in process.communicate(timeout=timeout)
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"`{' '.join(command)}` did not finish within {timeout:g} s") from None
         finally:
-            timer.cancel()
-        if timed_out.is_set():
-            raise BenchError(f"`{' '.join(command)}` did not finish within {timeout:g} s")
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
+            if process.poll() is None:
+                signal_group(process, signal.SIGKILL)
+                process.communicate()
         try:
             measured = json.loads(report.read_text())
         except (OSError, json.JSONDecodeError):
@@ -131,15 +99,9 @@ def run_measured(
                 f"could not measure `{' '.join(command)}` (launcher status {process.returncode}):"
                 f"\n{stderr[-2000:]}"
             ) from None
-    return Measured(
-        command=command,
-        returncode=int(measured["status"]),
-        stdout=stdout,
-        stderr=stderr,
-        wall_seconds=float(measured["wall_seconds"]),
-        # Linux reports ru_maxrss in KiB.
-        peak_rss_bytes=int(measured["maxrss_kib"]) * 1024,
-    )
+    # Linux reports ru_maxrss in KiB.
+    rss = int(measured["maxrss_kib"]) * 1024
+    return Measured(command, int(measured["status"]), stdout, stderr, measured["wall_seconds"], rss)
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")

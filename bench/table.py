@@ -8,18 +8,47 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Better = Literal["lower", "higher"]
+Check = Callable[[float, float], bool]
 
 HEADER = ("section", "measure", "ours", "compared with", "ratio", "target", "result")
+
+
+def seconds(v: float) -> str:
+    if v < 1e-3:
+        return f"{v * 1e6:.1f} µs"
+    if v < 1.0:
+        return f"{v * 1e3:.1f} ms"
+    return f"{v:.2f} s" if v < 100 else f"{v:.0f} s"
+
+
+def rate(v: float) -> str:
+    return f"{v:,.0f}/s"
+
+
+def count(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+# A number's format follows from its unit, spelled out in every cell so that a reader compares
+# rows at a glance. Numbers without a unit are fractions (accuracy, ECE) unless a row says so.
+FORMATS: dict[str, Callable[[float], str]] = {
+    "s": seconds,
+    "ms": lambda v: f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms",
+    "us": lambda v: f"{v:,.0f} µs",
+    "MB": lambda v: f"{v:.0f} MB",
+    "requests/s": rate,
+    "readings/s": rate,
+    "": lambda v: f"{v:.4f}",
+}
 
 
 @dataclass(frozen=True)
 class Row:
     """One line of the table; the numbers also go to the JSON results under ``key``.
 
-    ``value`` is ours in ``unit``; ``baseline`` the comparison's value in the same unit, when
-    it was measured in the same run (``baseline_label`` names it). ``ratio`` is value / baseline.
-    ``passed`` is None when the row has no target. ``better`` says which direction is an
-    improvement, for comparing runs.
+    ``value`` is ours in ``unit``; ``baseline`` the comparison's value in the same unit, measured
+    in the same run (``baseline_label`` names it), and ``ratio`` value / baseline. ``passed`` is
+    None when the row has no target. ``better`` says which direction is an improvement.
     """
 
     key: str
@@ -35,7 +64,6 @@ class Row:
     ratio: float | None = None
     target: str = ""
     passed: bool | None = None
-    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,140 +71,71 @@ class Row:
 
 def row(
     key: str,
-    section: str,
     measure: str,
     value: float | None,
     unit: str,
-    better: Better,
-    fmt: Callable[[float], str],
     baseline: float | None = None,
     baseline_label: str = "",
+    *,
     target: str = "",
-    check: Callable[[float, float | None], bool] | None = None,
-    note: str = "",
+    check: Check | None = None,
+    better: Better | None = None,
+    fmt: Callable[[float], str] | None = None,
     with_ratio: bool = True,
 ) -> Row:
-    """A Row with its texts formatted by ``fmt`` and its target checked by ``check(value, ratio)``."""
-    ratio = None
-    if with_ratio and value is not None and baseline is not None and baseline != 0:
-        ratio = value / baseline
+    """A row of the section named by ``key``'s first part, its target checked by ``check(value,
+    ratio)`` (the ratio is NaN where there is none, so that a check on it fails).
+
+    Rates are better higher and everything else lower, unless ``better`` says otherwise.
+    """
+    fmt = fmt or FORMATS[unit]
+    ratio = value / baseline if with_ratio and value is not None and baseline else None
     passed = None
     if check is not None and value is not None:
-        passed = bool(check(value, ratio))
+        passed = bool(check(value, math.nan if ratio is None else ratio))
     return Row(
         key=key,
-        section=section,
+        section=key.split(".")[0],
         measure=measure,
         value=value,
         unit=unit,
-        better=better,
-        text=fmt(value) if value is not None else "—",
+        better=better or ("higher" if unit.endswith("/s") else "lower"),
+        text="—" if value is None else fmt(value),
         baseline=baseline,
         baseline_label=baseline_label,
-        baseline_text=f"{baseline_label} {fmt(baseline)}".strip() if baseline is not None else "",
+        baseline_text="" if baseline is None else f"{baseline_label} {fmt(baseline)}".strip(),
         ratio=ratio,
         target=target,
         passed=passed,
-        note=note,
     )
 
 
-def skipped(key: str, section: str, measure: str, reason: str, target: str = "") -> Row:
+def skipped(key: str, measure: str, reason: str, target: str = "") -> Row:
     """A row that could not be measured in this run, and why (no pass, no fail)."""
     return Row(
-        key=key,
-        section=section,
-        measure=measure,
-        value=None,
-        unit="",
-        better="higher",
-        text=f"skipped: {reason}",
-        target=target,
+        key, key.split(".")[0], measure, None, "", "higher", f"skipped: {reason}", target=target
     )
-
-
-# Number formats: a reader compares rows at a glance, so units are spelled out in every cell.
-def seconds(v: float) -> str:
-    if v < 1e-3:
-        return f"{v * 1e6:.1f} µs"
-    if v < 1.0:
-        return f"{v * 1e3:.1f} ms"
-    return f"{v:.2f} s" if v < 100 else f"{v:.0f} s"
-
-
-def milliseconds(v: float) -> str:
-    return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
-
-
-def microseconds(v: float) -> str:
-    return f"{v:,.0f} µs"
-
-
-def rate(v: float) -> str:
-    return f"{v:,.0f}/s"
-
-
-def fraction(v: float) -> str:
-    return f"{v:.4f}"
-
-
-def megabytes(v: float) -> str:
-    return f"{v:.0f} MB"
-
-
-def count(v: float) -> str:
-    return f"{v:,.0f}"
-
-
-def _ratio_text(r: Row) -> str:
-    if r.ratio is None or not math.isfinite(r.ratio):
-        return ""
-    return f"{r.ratio:.2f}x"
-
-
-def _result_text(r: Row) -> str:
-    if r.passed is None:
-        return ""
-    return "PASS" if r.passed else "FAIL"
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def render(rows: Iterable[Row]) -> str:
     """A Markdown pipe table, padded so that it also reads well in a terminal."""
     cells = [list(HEADER)]
     for r in rows:
-        cells.append(
-            [
-                r.section,
-                r.measure,
-                r.text,
-                r.baseline_text,
-                _ratio_text(r),
-                r.target,
-                _result_text(r),
-            ]
-        )
-    cells = [[_escape(c) for c in line] for line in cells]
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None and math.isfinite(r.ratio) else ""
+        result = "" if r.passed is None else ("PASS" if r.passed else "FAIL")
+        line = [r.section, r.measure, r.text, r.baseline_text, ratio, r.target, result]
+        cells.append([c.replace("|", "\\|") for c in line])
     widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
     # Numbers align right, words left, as in any table of measurements.
     right = {2, 3, 4}
+    rule = [("-" * (w + 1) + ":") if i in right else "-" * (w + 2) for i, w in enumerate(widths)]
     lines = []
     for n, line in enumerate(cells):
         padded = [
-            c.rjust(widths[i]) if i in right and n else c.ljust(widths[i])
-            for i, c in enumerate(line)
+            c.rjust(w) if i in right and n else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
         ]
         lines.append("| " + " | ".join(padded) + " |")
         if n == 0:
-            lines.append(
-                "|"
-                + "|".join(
-                    ("-" * (w + 1) + ":") if i in right else "-" * (w + 2)
-                    for i, w in enumerate(widths)
-                )
-                + "|"
-            )
+            lines.append("|" + "|".join(rule) + "|")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -19,7 +20,6 @@ from bench.table import Row
 
 logger = logging.getLogger(__name__)
 
-SECTION = "training"
 # The training run uses --seed 0; the separate test set is drawn from another seed, so not one
 # of its readings was seen during training, validation or calibration.
 TRAIN_SEED = 0
@@ -37,24 +37,29 @@ MAX_PEAK_MB = 500.0
 MB = 1e6
 
 
+def train(ctx: Context, *args: str, epochs: int | None) -> Measured:
+    """`python -m training ARGS [--epochs N] -q` to completion, measured."""
+    command = [sys.executable, "-m", "training", *args]
+    command += [] if epochs is None else ["--epochs", str(epochs)]
+    return run_measured([*command, "-q"], timeout=ctx.options.timeout).check()
+
+
 def _metrics_json(measured: Measured) -> dict[str, Any]:
     """The test metrics `python -m training --json` printed (its last stdout line)."""
-    lines = measured.stdout.strip().splitlines()
     try:
-        metrics = json.loads(lines[-1])
+        metrics = json.loads(measured.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        raise BenchError(
-            f"`{' '.join(measured.command)}` printed no JSON metrics; stdout was:\n{measured.stdout}"
-        ) from None
+        metrics = None
     if not isinstance(metrics, dict) or "accuracy" not in metrics:
-        raise BenchError(f"unexpected metrics from `{' '.join(measured.command)}`: {metrics!r}")
+        raise BenchError(f"no JSON metrics from `{' '.join(measured.command)}`:\n{measured.stdout}")
     return metrics
 
 
 def _measured_dict(measured: Measured) -> dict[str, Any]:
+    wall = round(measured.wall_seconds, 3)
     return {
         "command": measured.command,
-        "wall_seconds": round(measured.wall_seconds, 3),
+        "wall_seconds": wall,
         "peak_rss_bytes": measured.peak_rss_bytes,
     }
 
@@ -93,7 +98,8 @@ def _sklearn_metrics(pipeline: Any, X: np.ndarray, y: np.ndarray, classes: tuple
     from training.evaluate import classification_metrics
 
     # Labels are 0..k-1, so the columns of predict_proba (sorted classes_) are our class order.
-    return classification_metrics(pipeline.predict_proba(X), y, classes)
+    metrics = classification_metrics(pipeline.predict_proba(X), y, classes)
+    return _short(metrics)
 
 
 def _short(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -110,12 +116,7 @@ def synthetic(ctx: Context) -> list[Row]:
     opts = ctx.options
     n = opts.samples
     out = ctx.workdir / "model.npz"
-    command = ctx.python(
-        "-m", "training", "--samples", str(n), "--seed", str(TRAIN_SEED), "--out", str(out)
-    )
-    if opts.train_epochs is not None:
-        command += ["--epochs", str(opts.train_epochs)]
-    command += ["--json", "-q"]
+    args = ("--samples", str(n), "--seed", str(TRAIN_SEED), "--out", str(out), "--json")
     # The same seed gives the same readings and the same model every run, so the runs differ
     # only in time. Ours and scikit-learn's alternate, so that a burst of background load hits
     # both sides rather than one; the table shows medians.
@@ -125,28 +126,20 @@ def synthetic(ctx: Context) -> list[Row]:
     sk_seconds: list[float] = []
     for i in range(opts.train_runs):
         logger.info(
-            "training: run %d/%d, python -m training --samples %d", i + 1, opts.train_runs, n
+            "training: run %d/%d, ours and scikit-learn's on %d readings", i + 1, opts.train_runs, n
         )
-        measured = run_measured(command, timeout=opts.timeout).check()
-        ours_runs.append(measured)
+        ours_runs.append(train(ctx, *args, epochs=opts.train_epochs))
         versions.append(model.load(out).version)
-        logger.info(
-            "training: run %d/%d, scikit-learn MLPClassifier(%s) on the same %d readings",
-            i + 1,
-            opts.train_runs,
-            SKLEARN_HIDDEN,
-            n,
-        )
         pipeline, seconds, sk_facts = fit_sklearn(
             parts.train.X, parts.train.y, opts.sklearn_max_iter
         )
         sk_seconds.append(seconds)
-        logger.info("training: ours %.2f s, scikit-learn %.2f s", measured.wall_seconds, seconds)
-    ours = ours_runs[0]
-    holdout = _metrics_json(ours)
+        logger.info(
+            "training: ours %.2f s, scikit-learn %.2f s", ours_runs[-1].wall_seconds, seconds
+        )
     classifier = model.load(out)
     ctx.model_path = out
-    ctx.model_source = "the training section's model: " + " ".join(command[1:])
+    ctx.model_source = "the training section's model: " + " ".join(ours_runs[0].command[1:])
     # The command line draws its training set from default_rng(seed) through synthetic_parts:
     # the same call here gave scikit-learn the very same readings.
     same_data = bool(
@@ -155,24 +148,22 @@ def synthetic(ctx: Context) -> list[Row]:
     )
     if not same_data:
         logger.warning("scikit-learn's training set differs from the command line's")
-
     test = draw(opts.test_samples, np.random.default_rng(TEST_SEED))
     ours_test = evaluate_classifier(classifier, test)
     sk_test = _sklearn_metrics(pipeline, test.X, test.y, test.classes)
     ours_seconds = statistics.median(m.wall_seconds for m in ours_runs)
     sk_median = statistics.median(sk_seconds)
-
     ctx.results["training"]["synthetic"] = {
         "samples": n,
         "runs": opts.train_runs,
-        "ours": _measured_dict(ours)
+        "ours": _measured_dict(ours_runs[0])
         | {
             "wall_seconds_runs": [round(m.wall_seconds, 3) for m in ours_runs],
             "wall_seconds_median": round(ours_seconds, 3),
             "peak_rss_bytes_runs": [m.peak_rss_bytes for m in ours_runs],
             # Identical versions: the command line is deterministic for a seed.
             "model_versions": versions,
-            "holdout_metrics": _short(holdout),
+            "holdout_metrics": _short(_metrics_json(ours_runs[0])),
             "test_metrics": _short(ours_test),
             "model_version": classifier.version,
             # The command line's own measure of split + fit + calibration + evaluation, without
@@ -185,48 +176,40 @@ def synthetic(ctx: Context) -> list[Row]:
             "fit_seconds_runs": [round(t, 3) for t in sk_seconds],
             "fit_seconds_median": round(sk_median, 3),
             "same_training_data": same_data,
-            "test_metrics": _short(sk_test),
+            "test_metrics": sk_test,
         },
     }
-    sk = "sklearn"
+    median_of = f" (median of {opts.train_runs})" if opts.train_runs > 1 else ""
     return [
         table.row(
             "training.wall_seconds",
-            SECTION,
-            f"`python -m training --samples {n:,}` wall time{_median_of(opts.train_runs)}",
+            f"`python -m training --samples {n:,}` wall time{median_of}",
             ours_seconds,
             "s",
-            "lower",
-            table.seconds,
-            baseline=sk_median,
-            baseline_label=f"sklearn MLPClassifier({SKLEARN_HIDDEN[0]},) fit",
+            sk_median,
+            f"sklearn MLPClassifier({SKLEARN_HIDDEN[0]},) fit",
             target="≤ 1.00x sklearn",
-            check=lambda v, r: r is not None and r <= 1.0,
+            check=lambda v, r: r <= 1.0,
         ),
         table.row(
             "training.test_accuracy",
-            SECTION,
             f"test accuracy, {opts.test_samples:,} fresh readings",
             ours_test["accuracy"],
             "",
-            "higher",
-            table.fraction,
-            baseline=sk_test["accuracy"],
-            baseline_label=sk,
+            sk_test["accuracy"],
+            "sklearn",
             with_ratio=False,
+            better="higher",
             target=f"≥ {MIN_ACCURACY}",
             check=lambda v, r: v >= MIN_ACCURACY,
         ),
         table.row(
             "training.test_ece",
-            SECTION,
             f"test ECE ({ours_test['ece_bins']} bins), same readings",
             ours_test["ece"],
             "",
-            "lower",
-            table.fraction,
-            baseline=sk_test["ece"],
-            baseline_label=sk,
+            sk_test["ece"],
+            "sklearn",
             with_ratio=False,
             target=f"≤ {MAX_ECE}",
             check=lambda v, r: v <= MAX_ECE,
@@ -234,20 +217,9 @@ def synthetic(ctx: Context) -> list[Row]:
     ]
 
 
-def _median_of(runs: int) -> str:
-    return f" (median of {runs})" if runs > 1 else ""
-
-
-def _cli_fractions(path: Path) -> tuple[float, float]:
-    """The command line's default validation and test fractions, read from its own parser."""
-    from training.cli import build_train_parser
-
-    args = build_train_parser().parse_args(["--data", str(path)])
-    return args.validation_fraction, args.test_fraction
-
-
 def real(ctx: Context) -> list[Row]:
     """Train on the real hydraulic data split by cycle; scikit-learn on the very same split."""
+    from training.cli import build_train_parser
     from training.data import load_csv
     from training.pipeline import split_parts
 
@@ -257,30 +229,20 @@ def real(ctx: Context) -> list[Row]:
     target = f"≥ {MIN_REAL_ACCURACY}"
     if not path.is_file():
         ctx.results["training"]["real"] = {"skipped": f"{path} not found"}
-        return [table.skipped(key, SECTION, measure, "data file absent", target)]
-    out = ctx.workdir / "real.npz"
-    command = ctx.python(
-        "-m", "training", "--data", str(path), "--group-column", "cycle", "--seed", str(TRAIN_SEED)
-    )
-    command += ["--out", str(out)]
-    if opts.real_epochs is not None:
-        command += ["--epochs", str(opts.real_epochs)]
-    command += ["--json", "-q"]
+        return [table.skipped(key, measure, "data file absent", target)]
     logger.info("training: real data %s", path)
-    ours = run_measured(command, timeout=opts.timeout).check()
-    metrics = _metrics_json(ours)
-
-    # The command line splits with default_rng(seed) before anything else draws from it.
-    validation_fraction, test_fraction = _cli_fractions(path)
-    data = load_csv(path, group_column="cycle")
-    parts = split_parts(
-        data,
-        np.random.default_rng(TRAIN_SEED),
-        validation_fraction,
-        test_fraction,
-        str(path),
-        "label",
+    args = ("--data", str(path), "--group-column", "cycle", "--seed", str(TRAIN_SEED))
+    ours = train(
+        ctx, *args, "--out", str(ctx.workdir / "real.npz"), "--json", epochs=opts.real_epochs
     )
+    metrics = _metrics_json(ours)
+    # The command line splits with default_rng(seed) before anything else draws from it, with
+    # the fractions its own parser defaults to.
+    defaults = build_train_parser().parse_args(["--data", str(path)])
+    data = load_csv(path, group_column="cycle")
+    rng = np.random.default_rng(TRAIN_SEED)
+    fractions = (defaults.validation_fraction, defaults.test_fraction)
+    parts = split_parts(data, rng, *fractions, str(path), "label")
     same_split = len(parts.test) == metrics["n"]
     if not same_split:
         logger.warning("scikit-learn's test split differs in size from the command line's")
@@ -289,20 +251,18 @@ def real(ctx: Context) -> list[Row]:
     ctx.results["training"]["real"] = {
         "path": str(path),
         "ours": _measured_dict(ours) | {"test_metrics": _short(metrics)},
-        "sklearn": sk_facts | {"same_test_size": same_split, "test_metrics": _short(sk_test)},
+        "sklearn": sk_facts | {"same_test_size": same_split, "test_metrics": sk_test},
     }
     return [
         table.row(
             key,
-            SECTION,
             measure,
             metrics["accuracy"],
             "",
-            "higher",
-            table.fraction,
-            baseline=sk_test["accuracy"],
-            baseline_label="sklearn, same split",
+            sk_test["accuracy"],
+            "sklearn, same split",
             with_ratio=False,
+            better="higher",
             target=target,
             check=lambda v, r: v >= MIN_REAL_ACCURACY,
         )
@@ -310,7 +270,8 @@ def real(ctx: Context) -> list[Row]:
 
 
 def csv(ctx: Context) -> list[Row]:
-    """Time `training.data.load_csv` on a synthetic CSV file and the peak memory of training on it."""
+    """Time `training.data.load_csv` and `load_parquet` on the same synthetic rows, and the peak
+    memory of training on the CSV file."""
     import pandas  # imported before timing: the import is no part of reading
 
     from training.data import load_csv, load_parquet
@@ -319,20 +280,17 @@ def csv(ctx: Context) -> list[Row]:
     rows = opts.csv_rows
     path = ctx.workdir / "readings.csv"
     logger.info("training: writing a %d-row CSV file", rows)
-    run_measured(
-        ctx.python(
-            "-m",
-            "training",
-            "generate",
-            "--samples",
-            str(rows),
-            "--seed",
-            str(CSV_SEED),
-            "--out",
-            str(path),
-        ),
-        timeout=opts.timeout,
-    ).check()
+    train(
+        ctx,
+        "generate",
+        "--samples",
+        str(rows),
+        "--seed",
+        str(CSV_SEED),
+        "--out",
+        str(path),
+        epochs=None,
+    )
     parquet_path = path.with_suffix(".parquet")
     pandas.read_csv(path).to_parquet(parquet_path, index=False)
 
@@ -350,15 +308,9 @@ def csv(ctx: Context) -> list[Row]:
     reads = timed_reads(load_csv, path)
     parquet_reads = timed_reads(load_parquet, parquet_path)
     read_seconds = statistics.median(reads)
-
-    command = ctx.python(
-        "-m", "training", "--data", str(path), "--out", str(ctx.workdir / "csv.npz")
-    )
-    if opts.csv_epochs is not None:
-        command += ["--epochs", str(opts.csv_epochs)]
-    command += ["-q"]
     logger.info("training: peak memory of training on the %d-row CSV file", rows)
-    training = run_measured(command, timeout=opts.timeout).check()
+    args = ("--data", str(path), "--out", str(ctx.workdir / "csv.npz"))
+    training = train(ctx, *args, epochs=opts.csv_epochs)
     ctx.results["training"]["csv"] = {
         "rows": rows,
         "bytes": path.stat().st_size,
@@ -372,42 +324,32 @@ def csv(ctx: Context) -> list[Row]:
         },
         "training": _measured_dict(training) | {"epochs": opts.csv_epochs},
     }
-    epochs = (
-        f", {opts.csv_epochs} epoch{'s' if opts.csv_epochs != 1 else ''}" if opts.csv_epochs else ""
-    )
+    epochs = opts.csv_epochs
+    epochs_text = f", {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else ""
     return [
         table.row(
             "training.csv_read_seconds",
-            SECTION,
             f"read {rows:,}-row CSV (load_csv, median of {len(reads)})",
             read_seconds,
             "s",
-            "lower",
-            table.seconds,
             target=f"≤ {MAX_CSV_READ_SECONDS:g} s",
             check=lambda v, r: v <= MAX_CSV_READ_SECONDS,
         ),
         table.row(
             "training.parquet_read_seconds",
-            SECTION,
             f"read the same {rows:,} rows as Parquet (load_parquet, median of {len(reads)})",
             statistics.median(parquet_reads),
             "s",
-            "lower",
-            table.seconds,
-            baseline=read_seconds,
-            baseline_label="CSV",
+            read_seconds,
+            "CSV",
             target=f"≤ {MAX_PARQUET_READ_SECONDS:g} s",
             check=lambda v, r: v <= MAX_PARQUET_READ_SECONDS,
         ),
         table.row(
             "training.csv_peak_rss_mb",
-            SECTION,
-            f"peak RSS training on it (subprocess{epochs})",
+            f"peak RSS training on it (subprocess{epochs_text})",
             training.peak_rss_bytes / MB,
             "MB",
-            "lower",
-            table.megabytes,
             target=f"< {MAX_PEAK_MB:g} MB",
             check=lambda v, r: v < MAX_PEAK_MB,
         ),

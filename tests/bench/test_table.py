@@ -8,16 +8,13 @@ from bench import table
 def _wall(value: float, baseline: float) -> table.Row:
     return table.row(
         "training.wall_seconds",
-        "training",
         "wall time",
         value,
         "s",
-        "lower",
-        table.seconds,
-        baseline=baseline,
-        baseline_label="sklearn",
+        baseline,
+        "sklearn",
         target="≤ 1.00x sklearn",
-        check=lambda v, r: r is not None and r <= 1.0,
+        check=lambda v, r: r <= 1.0,
     )
 
 
@@ -26,17 +23,23 @@ def test_ratio_and_target_come_from_the_values() -> None:
     assert fast.ratio == 0.5 and fast.passed is True
     assert slow.ratio == 1.5 and slow.passed is False
     assert slow.text == "6.00 s" and slow.baseline_text == "sklearn 4.00 s"
+    # The section is the key's first part; times are better lower, rates higher.
+    assert slow.section == "training" and slow.better == "lower"
+    assert table.row("http.rate", "m", 1.0, "requests/s").better == "higher"
+
+
+def test_a_ratio_target_without_a_ratio_fails() -> None:
+    row = table.row("k.x", "m", 3.0, "s", None, target="≤ 1x", check=lambda v, r: r <= 1.0)
+    assert row.ratio is None and row.passed is False
 
 
 def test_rows_without_target_or_value_neither_pass_nor_fail() -> None:
-    plain = table.row("k", "s", "m", 3.0, "", "higher", table.count)
-    assert plain.passed is None and plain.ratio is None
-    skipped = table.skipped("k", "s", "m", "file not found", target="≥ 1")
-    assert skipped.value is None and skipped.passed is None
+    plain = table.row("s.k", "m", 3.0, "", better="higher", fmt=table.count)
+    assert plain.passed is None and plain.ratio is None and plain.text == "3"
+    skipped = table.skipped("s.k", "m", "file not found", target="≥ 1")
+    assert skipped.value is None and skipped.passed is None and skipped.section == "s"
     assert skipped.text == "skipped: file not found"
-    no_ratio = table.row(
-        "k", "s", "m", 3.0, "", "lower", table.count, 0.0, "bare", with_ratio=False
-    )
+    no_ratio = table.row("s.k", "m", 3.0, "", 2.0, "bare", fmt=table.count, with_ratio=False)
     assert no_ratio.ratio is None
 
 
@@ -45,11 +48,12 @@ def test_formats_pick_readable_units() -> None:
     assert table.seconds(0.2331) == "233.1 ms"
     assert table.seconds(42.83) == "42.83 s"
     assert table.rate(428768.4) == "428,768/s"
-    assert table.megabytes(225.1) == "225 MB"
+    assert table.FORMATS["MB"](225.1) == "225 MB"
+    assert table.FORMATS["us"](281.4) == "281 µs" and table.FORMATS[""](0.97412) == "0.9741"
 
 
 def test_render_is_one_aligned_markdown_table() -> None:
-    rows = [_wall(2.0, 4.0), _wall(6.0, 4.0), table.skipped("x", "http", "a | b", "no wrk")]
+    rows = [_wall(2.0, 4.0), _wall(6.0, 4.0), table.skipped("http.x", "a | b", "no wrk")]
     lines = table.render(rows).splitlines()
     assert len(lines) == 2 + len(rows)
     assert lines[0].startswith("| section") and set(lines[1]) <= {"|", "-", ":"}
