@@ -344,7 +344,7 @@ def run(ctx: Context) -> list[Row]:
                         result = replace(result, server_cpu_s=cpu_after - cpu_before)
                     logger.info(
                         "http: run %d/%d %s %s: %.0f requests/s, p50 %.2f ms, p99 %.2f ms, "
-                        "%s us CPU/request, %d errors",
+                        "%.0f us CPU/request, %d errors",
                         i + 1,
                         opts.runs,
                         case,
@@ -352,7 +352,7 @@ def run(ctx: Context) -> list[Row]:
                         result.ok_per_second,
                         result.p50_ms,
                         result.p99_ms,
-                        result.cpu_us_per_request,
+                        result.cpu_us_per_request or float("nan"),
                         result.errors,
                     )
                     by_app[name].append(result)
