@@ -96,6 +96,22 @@ def post_fork(server, worker):
         signal.signal(signum, signal.SIG_DFL)
 
 
+def post_worker_init(worker):
+    """The app is loaded: its objects leave the cyclic garbage collector's generations.
+
+    A worker holds about 60,000 objects after start-up (the model, numpy, pydantic's schemas,
+    Flask), and a full collection walked them all: its first one under load stopped the worker
+    for 47-63 ms, and every connection it served waited that long. After `gc.freeze()` a full
+    collection takes under 1 ms; maximum latency at 16 connections went from 59-76 ms to 23 ms
+    (wrk, 20 s runs; p99 unchanged). Frozen objects are never collected: whatever of the first
+    model only a reference cycle holds (its pydantic schema classes) outlives a rollout until
+    the worker is replaced (max_requests); everything loaded later is collected as before.
+    """
+    import gc
+
+    gc.freeze()
+
+
 def post_request(worker, req, environ, resp):
     """After each response (already sent), a connection that hogs its worker lets the others go."""
     from service.gunicorn_support import take_turns
