@@ -197,8 +197,9 @@ def serve(name: str, env: dict[str, str], log_dir: Path) -> Iterator[launcher.Se
     env = env | {"SENSOR_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     # The access logs (a line per request on stdout) stay on: they are part of the real
     # configurations, and every server pays for its own.
-    command = launcher.gunicorn_command(TARGETS[name])
-    if name == FASTAPI:
+    if name != FASTAPI:
+        command = launcher.gunicorn_command(TARGETS[name])
+    else:
         from service.gunicorn_support import available_cpus
         from service.settings import ServerSettings
 

@@ -56,10 +56,9 @@ def _metrics_json(measured: Measured) -> dict[str, Any]:
 
 
 def _measured_dict(measured: Measured) -> dict[str, Any]:
-    wall = round(measured.wall_seconds, 3)
     return {
         "command": measured.command,
-        "wall_seconds": wall,
+        "wall_seconds": round(measured.wall_seconds, 3),
         "peak_rss_bytes": measured.peak_rss_bytes,
     }
 
@@ -98,8 +97,7 @@ def _sklearn_metrics(pipeline: Any, X: np.ndarray, y: np.ndarray, classes: tuple
     from training.evaluate import classification_metrics
 
     # Labels are 0..k-1, so the columns of predict_proba (sorted classes_) are our class order.
-    metrics = classification_metrics(pipeline.predict_proba(X), y, classes)
-    return _short(metrics)
+    return _short(classification_metrics(pipeline.predict_proba(X), y, classes))
 
 
 def _short(metrics: dict[str, Any]) -> dict[str, Any]:
