@@ -112,6 +112,13 @@ def post_worker_init(worker):
     gc.freeze()
 
 
+def worker_exit(server, worker):
+    """The worker is leaving: its logging ends now, not during interpreter shutdown."""
+    from service.gunicorn_support import finish_logging
+
+    finish_logging()
+
+
 def post_request(worker, req, environ, resp):
     """After each response (already sent), a connection that hogs its worker lets the others go."""
     from service.gunicorn_support import take_turns

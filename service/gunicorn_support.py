@@ -159,6 +159,23 @@ def take_turns(worker: Any) -> None:
     greenlet._sensor_served_at = loop.iteration  # type: ignore[attr-defined]
 
 
+def finish_logging() -> None:
+    """As a worker exits: flush and close every log handler while gevent still works.
+
+    gevent's monkey-patching turns logging's module lock into one that asks gevent which greenlet
+    holds it. Each handler is also listed by a weak reference whose callback takes that lock when
+    the handler is freed, and handlers are freed late in interpreter shutdown, after gevent's
+    module is gone: every worker that exited (at SIGTERM, or recycled after max_requests) wrote
+    an "Exception ignored in: _removeHandlerRef ... TypeError: 'NoneType' object is not callable"
+    traceback to stderr (gevent/gevent#2148, open). Shutting logging down here and dropping
+    those weak references first leaves nothing to call back. A handler still logs afterwards: a
+    closed StreamHandler keeps its stream.
+    """
+    logging.shutdown()
+    # The list `logging.shutdown` walks by default; emptied, its callbacks cannot run.
+    logging._handlerList.clear()  # type: ignore[attr-defined]
+
+
 # The path of the request whose parse error gunicorn is answering, while it answers it. A context
 # variable: each gevent greenlet (one per connection) has its own.
 _ERROR_PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
