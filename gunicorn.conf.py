@@ -114,6 +114,9 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """The worker is leaving: its logging ends now, not during interpreter shutdown."""
+    # gunicorn also calls this in the master, for a worker found already gone.
+    if os.getpid() != worker.pid:
+        return
     from service.gunicorn_support import finish_logging
 
     finish_logging()
