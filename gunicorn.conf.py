@@ -122,6 +122,13 @@ def worker_exit(server, worker):
     finish_logging()
 
 
+def pre_request(worker, req):
+    """Before each request: a keep-alive connection that has carried enough ends with this one."""
+    from service.gunicorn_support import renew_connection
+
+    renew_connection(worker, req, _server.keepalive_requests)
+
+
 def post_request(worker, req, environ, resp):
     """After each response (already sent), a connection that hogs its worker lets the others go."""
     from service.gunicorn_support import take_turns

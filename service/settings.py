@@ -109,6 +109,11 @@ class ServerSettings(BaseSettings):
     """Seconds an idle keep-alive connection stays open; also the total time a client has to
     send a request's line and headers (one deadline, however slowly they trickle in)."""
 
+    keepalive_requests: int = Field(default=1000, ge=0)
+    """Requests a keep-alive connection carries before the service ends it (0: never), saying
+    `Connection: close` in the last answer, so that its client reconnects and connections spread
+    over the workers again after one was replaced (as nginx's `keepalive_requests`)."""
+
     graceful_timeout: int = Field(default=25, ge=1)
     """Seconds a worker gets after SIGTERM (or a restart) to finish the requests it accepted."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -138,3 +139,49 @@ def test_stalled_clients_do_not_keep_others_waiting_and_are_cut_off(
         ).status_code
         == 200
     )
+
+
+def test_keep_alive_connections_spread_over_the_workers_again_after_one_is_replaced(
+    server_factory: Callable[..., Server], artifact: Path
+) -> None:
+    """Clients that never close their connections, as a plant's gateway: when a worker is
+    replaced they all reconnect to the other one, and must not stay there."""
+    server = server_factory(
+        artifact,
+        workers=2,
+        # Renewed after 100 requests rather than the default 1,000: this load is slower than wrk's.
+        env={"SENSOR_KEEPALIVE_REQUESTS": "100", "SENSOR_MAX_REQUESTS": "0"},
+    )
+    first = server.worker_pids()
+    with BackgroundLoad(
+        server.host,
+        server.port,
+        connections=8,
+        seconds=30,
+        max_requests=1_000_000,
+        body_for=lambda _: BODY,
+    ) as load:
+        time.sleep(1.0)
+        os.kill(min(first), signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while server.stderr().count("serving model") < 3:
+            assert time.monotonic() < deadline, server.stderr()[-2000:]
+            time.sleep(0.05)
+        replaced_at = time.monotonic()
+        time.sleep(5.0)
+    result = load.join()
+
+    assert not result.errors, [o.error for o in result.errors[:5]]
+    workers = server.worker_pids()
+    assert len(workers) == 2 and workers != first
+    late = [o.tag for o in result.outcomes if o.sent > replaced_at + 2.0]
+    assert len(late) > 500, f"only {len(late)} requests in the last 3 s"
+    deadline = time.monotonic() + 10
+    by_tag = server.workers_by_tag()
+    while not all(tag in by_tag for tag in late):
+        assert time.monotonic() < deadline, "the access log lacks answered requests"
+        time.sleep(0.1)
+        by_tag = server.workers_by_tag()
+    shares = {pid: sum(by_tag[tag] == pid for tag in late) / len(late) for pid in workers}
+    # An even spread is 0.5 each; before connections were renewed the replacement got none.
+    assert min(shares.values()) > 0.25, shares

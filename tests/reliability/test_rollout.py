@@ -49,18 +49,10 @@ def _replace_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _pids_by_tag(server: Server) -> dict[str, int]:
-    return {
-        str(record["user_agent"]): int(record["pid"])  # type: ignore[call-overload]
-        for record in server.access_records()
-        if str(record.get("user_agent", "")).startswith("load-")
-    }
-
-
 def _wait_for_access_log(server: Server, result: LoadResult, deadline: float) -> dict[str, int]:
     """The access log is written after each response: wait until it has every request."""
     while True:
-        pids = _pids_by_tag(server)
+        pids = server.workers_by_tag()
         if all(o.tag in pids for o in result.outcomes) or time.monotonic() > deadline:
             return pids
         time.sleep(0.1)

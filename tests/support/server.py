@@ -80,6 +80,14 @@ class Server:
                     records.append(record)
         return records
 
+    def workers_by_tag(self) -> dict[str, int]:
+        """The worker that answered each load-generator request, by its tag (User-Agent)."""
+        return {
+            str(record["user_agent"]): int(record["pid"])  # type: ignore[call-overload]
+            for record in self.access_records()
+            if str(record.get("user_agent", "")).startswith("load-")
+        }
+
     def worker_pids(self) -> set[int]:
         """PIDs of the server's current worker processes (children of the master)."""
         try:
