@@ -123,11 +123,11 @@ class ServerSettings(BaseSettings):
     max_requests: int = Field(default=1_000_000, ge=0)
     """Requests after which a worker is replaced (0: never); bounds any slow memory growth.
 
-    A replacement costs its worker's share of the service for about 1.5 s (the old worker
-    drains, the new one loads the app and the model). At 100,000, two workers saturated by 16
-    connections were replaced every 30-40 s, and that cost 8-9 % of their requests/s (wrk, 40 s
-    runs: 5,462 and 5,730 against 6,010 and 6,204 requests/s with no replacement); at a million
-    it is every 5-6 minutes under full load, and hours at a plant's usual rate."""
+    A replacement costs about 1.2 s of the whole service's capacity (the old worker drains, the
+    new one loads the app and the model): 2 workers saturated by wrk's 16 keep-alive
+    connections lost 18-26 % of their requests/s to 6 replacements in 32 s. At 100,000 a
+    saturated worker was replaced every 30-40 s, about 7 % of capacity; at a million it is
+    every 5-6 minutes under full load, and hours at a plant's usual rate."""
 
     max_requests_jitter: int = Field(default=100_000, ge=0)
     """Random extra requests (0 to this) per worker, so workers are not all replaced at once."""
