@@ -153,14 +153,9 @@ def test_keep_alive_connections_spread_over_the_workers_again_after_one_is_repla
         env={"SENSOR_KEEPALIVE_REQUESTS": "100", "SENSOR_MAX_REQUESTS": "0"},
     )
     first = server.worker_pids()
-    with BackgroundLoad(
-        server.host,
-        server.port,
-        connections=8,
-        seconds=30,
-        max_requests=1_000_000,
-        body_for=lambda _: BODY,
-    ) as load:
+    # Connections that are never closed by the client (no requests_per_connection).
+    load_settings = {"connections": 8, "seconds": 30, "max_requests": 1_000_000}
+    with BackgroundLoad(server.host, server.port, body_for=lambda _: BODY, **load_settings) as load:
         time.sleep(1.0)
         os.kill(min(first), signal.SIGTERM)
         deadline = time.monotonic() + 15
