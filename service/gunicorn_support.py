@@ -170,8 +170,9 @@ def renew_connection(worker: Any, req: Any, limit: int) -> None:
     next replacement moved them all back, and requests/s fell to 0.6x of the same run without
     replacements. Ending each connection after ``limit`` requests lets them spread again. The
     answer says `Connection: close` (gunicorn reads the request's ``must_close``), so a client
-    never sends into a connection being closed. Under gevent only, where each connection has a
-    greenlet of its own to count on.
+    never sends into a connection being closed; one that pipelines sends again what it had
+    queued behind that answer, as HTTP/1.1 asks of it (RFC 9112, 9.3.2). Under gevent only,
+    where each connection has a greenlet of its own to count on.
     """
     if not limit or type(worker).__module__ != "gunicorn.workers.ggevent":
         return
