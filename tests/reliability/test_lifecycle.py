@@ -141,6 +141,23 @@ def test_stalled_clients_do_not_keep_others_waiting_and_are_cut_off(
     )
 
 
+def test_a_keep_alive_connection_ends_after_its_requests_saying_so(
+    server_factory: Callable[..., Server], artifact: Path
+) -> None:
+    server = server_factory(artifact, workers=1, env={"SENSOR_KEEPALIVE_REQUESTS": "3"})
+    deadline = time.monotonic() + 20
+    with rawhttp.connect(server.host, server.port, timeout=10) as sock:
+        answers = []
+        for _ in range(3):
+            sock.sendall(rawhttp.request_bytes("POST", "/classify", BODY))
+            answers.append(rawhttp.read_response(sock, deadline))
+        closed = sock.recv(1)
+    assert [a.status for a in answers] == [200, 200, 200], [a.body for a in answers]
+    connection = [a.headers.get("connection") for a in answers]
+    assert connection == ["keep-alive", "keep-alive", "close"], connection
+    assert closed == b"", "the server kept the connection open after saying it would close"
+
+
 def test_keep_alive_connections_spread_over_the_workers_again_after_one_is_replaced(
     server_factory: Callable[..., Server], artifact: Path
 ) -> None:

@@ -222,6 +222,7 @@ def test_other_worker_classes_do_not_touch_gevent(tmp_path: Path) -> None:
         "from gunicorn.workers.gthread import ThreadWorker\n"
         "config = runpy.run_path('gunicorn.conf.py')\n"
         "config['post_request'](ThreadWorker.__new__(ThreadWorker), None, {}, None)\n"
+        "config['pre_request'](ThreadWorker.__new__(ThreadWorker), None)\n"
         "assert 'gevent' not in sys.modules, 'gevent imported by a thread worker'\n"
     )
     done = run_with_config(code, tmp_path)
