@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,13 +80,23 @@ class Server:
                     records.append(record)
         return records
 
-    def workers_by_tag(self) -> dict[str, int]:
-        """The worker that answered each load-generator request, by its tag (User-Agent)."""
-        return {
-            str(record["user_agent"]): int(record["pid"])  # type: ignore[call-overload]
-            for record in self.access_records()
-            if str(record.get("user_agent", "")).startswith("load-")
-        }
+    def workers_by_tag(self, tags: Iterable[str] = (), timeout: float = 10.0) -> dict[str, int]:
+        """The worker that answered each load-generator request, by its tag (User-Agent).
+
+        The access log is written after each response: waits up to ``timeout`` seconds until it
+        has every one of ``tags``, then answers with what it has.
+        """
+        wanted = set(tags)
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = {
+                str(record["user_agent"]): int(record["pid"])  # type: ignore[call-overload]
+                for record in self.access_records()
+                if str(record.get("user_agent", "")).startswith("load-")
+            }
+            if wanted <= pids.keys() or time.monotonic() > deadline:
+                return pids
+            time.sleep(0.1)
 
     def worker_pids(self) -> set[int]:
         """PIDs of the server's current worker processes (children of the master)."""
