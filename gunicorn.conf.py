@@ -68,11 +68,12 @@ def on_starting(server):
     """Before any worker: start from an empty metrics directory, and refuse a bad model."""
     for stale in _metrics_dir.glob("*.db"):
         stale.unlink(missing_ok=True)
-    from service.gunicorn_support import check_model, install_json_errors
+    from service.gunicorn_support import check_model, honour_connection_close, install_json_errors
 
     check_model()
-    # Workers are forked from this process and inherit the patched error writer.
+    # Workers are forked from this process and inherit the patched error writer and headers.
     install_json_errors()
+    honour_connection_close()
 
 
 def child_exit(server, worker):

@@ -185,6 +185,37 @@ def renew_connection(worker: Any, req: Any, limit: int) -> None:
         req.must_close = True
 
 
+def honour_connection_close() -> None:
+    """Make an answer the app marks `Connection: close` end its connection.
+
+    The answers that leave a body unread (408, 413, 503 and a broken chunked body) must close
+    the connection: the unread rest would otherwise be taken as the next request. gunicorn drops
+    every hop-by-hop header an app sends (PEP 3333 forbids them), then wrote `Connection:
+    keep-alive` and kept reading: after a 408 for a body 100 bytes short, the next request lost
+    its first 100 bytes to the old body and was refused as a bad request line. The app's header
+    now sets the answer's ``must_close``, from which gunicorn writes its own `Connection: close`
+    and closes after the answer.
+    """
+    from gunicorn.http.wsgi import Response
+
+    if getattr(Response.process_headers, "sensor_connection_close", False):
+        return
+    process_headers = Response.process_headers
+
+    def process_headers_closing(self: Any, headers: Any) -> None:
+        process_headers(self, headers)
+        for name, value in headers:
+            if name.lower() == "connection" and "close" in _tokens(value):
+                self.force_close()
+
+    process_headers_closing.sensor_connection_close = True  # type: ignore[attr-defined]
+    Response.process_headers = process_headers_closing  # type: ignore[method-assign]
+
+
+def _tokens(value: str) -> set[str]:
+    return {token.strip() for token in value.lower().split(",")}
+
+
 def finish_logging() -> None:
     """As a worker exits: flush and close every log handler while gevent still works.
 

@@ -220,6 +220,42 @@ def test_bad_requests_on_one_keep_alive_connection_do_not_poison_it(
             assert good.json()["model_version"] == version  # type: ignore[index]
 
 
+_CHUNKED_HEAD = (
+    b"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (rawhttp.request_bytes("POST", "/classify", _json(VALID), content_length=100), 408),
+        (rawhttp.request_bytes("POST", "/classify", content_length=2_000_000), 413),
+        (_CHUNKED_HEAD + b"zz\r\n" + _json(VALID) + b"\r\n0\r\n\r\n", 400),
+    ],
+    ids=["body shorter than content-length", "content-length over the limit", "bad chunk"],
+)
+def test_an_answer_that_leaves_the_body_unread_closes_its_connection(
+    server: Server, version: str, data: bytes, status: int
+) -> None:
+    """The unread rest of the body must not be taken as the next request, nor the next request
+    as the rest of the body: the answer says `Connection: close` and the server closes."""
+    deadline = time.monotonic() + REQUEST_TIMEOUT + 10
+    with rawhttp.connect(server.host, server.port) as sock:
+        sock.sendall(data)
+        answer = rawhttp.read_response(sock, deadline)
+        _assert_envelope(answer, status)
+        assert answer.headers["connection"] == "close"
+        try:
+            sock.sendall(rawhttp.request_bytes("POST", "/classify", _json(VALID)))
+            sock.settimeout(max(deadline - time.monotonic(), 0.1))
+            rest = sock.recv(65536)
+        except (BrokenPipeError, ConnectionResetError):
+            rest = b""
+        assert rest == b"", f"the connection carried on after a {status}: {rest[:200]!r}"
+    _assert_still_answering(server, version)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [("GET", "/classify", 405), ("POST", "/no-such-endpoint", 404), ("DELETE", "/model", 405)],
