@@ -204,11 +204,14 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     text = header_length.strip()
     if not (text.isascii() and text.isdigit()):
         raise MalformedRequest(f"invalid {INFERENCE_HEADER}: {header_length!r}")
-    length = int(text)
-    if length > len(body):
+    digits = text.lstrip("0") or "0"
+    # Compared as text first: int() refuses numbers of more than 4,300 digits.
+    if len(digits) > len(str(len(body))) or int(digits) > len(body):
+        shown = digits if len(digits) <= 20 else f"a number of {len(digits)} digits"
         raise MalformedRequest(
-            f"{INFERENCE_HEADER} is {length}, but the body is only {len(body)} bytes"
+            f"{INFERENCE_HEADER} is {shown}, but the body is only {len(body)} bytes"
         )
+    length = int(digits)
     return body[:length], body[length:]
 
 

@@ -81,19 +81,21 @@ def load_model(path: Path, settings: Settings) -> LoadedModel:
             settings.max_batch,
             settings.max_json_depth,
         )
+        # Inside the try: the answer's schemas and encoder are built from the artifact's names too
+        # (a class name holding a lone surrogate passed `model.load` and failed here, outside it).
+        return LoadedModel(
+            classifier=classifier,
+            requests=requests,
+            responses=response_schemas(classifier.classes),
+            path=path,
+            signature=signature,
+            loaded_at=dt.datetime.now(dt.UTC),
+        )
     except (model.ArtifactError, SchemaError) as exc:
         raise ModelLoadError(str(exc)) from None
     except Exception as exc:
         # Whatever else a broken file provokes, it is still the file's fault, not the request's.
         raise ModelLoadError(f"model artifact {path}: cannot be loaded ({exc!r})") from None
-    return LoadedModel(
-        classifier=classifier,
-        requests=requests,
-        responses=response_schemas(classifier.classes),
-        path=path,
-        signature=signature,
-        loaded_at=dt.datetime.now(dt.UTC),
-    )
 
 
 def startup_message(error: ModelLoadError, path: Path) -> str:

@@ -265,6 +265,8 @@ def binary_request(shape: list, size: object, **parameters: object) -> dict:
         (infer_body([1.0, 2.0], [1, 2]), [b"\0" * 4], None, "4 bytes of binary data"),
         (infer_body([1.0, 2.0], [1, 2]), [], "x", "invalid Inference-Header-Content-Length"),
         (infer_body([1.0, 2.0], [1, 2]), [], "100000", "the body is only"),
+        # More digits than int() converts: refused as too long, not a 500.
+        (infer_body([1.0, 2.0], [1, 2]), [], "9" * 5000, "a number of 5000 digits"),
     ],
 )
 def test_binary_data_that_disagrees_is_400(

@@ -209,3 +209,22 @@ def test_with_no_good_model_ever_loaded_there_is_nothing_to_fall_back_on(tmp_pat
     path.write_bytes(b"garbage")
     with pytest.raises(ModelLoadError, match="not a zip"):
         create_app(settings)
+
+
+def test_an_artifact_whose_answers_cannot_be_written_is_refused_and_the_last_good_serves(
+    tmp_path: Path,
+) -> None:
+    """A class name holding a lone surrogate passes `model.load`, but no answer could name it."""
+    path = tmp_path / "model.npz"
+    settings = Settings(model_path=path, state_dir=tmp_path / "state")
+    good = model.load(write_artifact(path, seed=1)).version
+    worker = create_app(settings).test_client()
+    assert version_answering(worker) == good
+    build_classifier(classes=("normal", "warning", "\ud800"), seed=2).save(path)
+    with pytest.raises(ModelLoadError, match="cannot be loaded"):
+        create_app(Settings(model_path=path))
+    # A running worker refuses it and keeps answering; a new one starts on the last good copy.
+    assert version_answering(worker) == good
+    restarted = create_app(settings).test_client()
+    assert version_answering(restarted) == good
+    assert "cannot be loaded" in restarted.get("/model").get_json()["artifact_problem"]
