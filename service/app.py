@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     # Flask's own 413 handling is not used: bodies are read and limited by `service.body`.
     app.config.update(MAX_CONTENT_LENGTH=None)
+    # A doubled slash inside a path is unknown (a JSON 404), not Werkzeug's HTML 308 redirect.
+    app.url_map.merge_slashes = False
     app.extensions["sensor"] = {
         "settings": settings,
         "runtime": runtime,

@@ -231,7 +231,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+def _integer(digits: str) -> int | float:
+    """A JSON integer; one of more digits than Python converts is ±inf, for validation to refuse.
+
+    It is well-formed JSON with a value out of any range: a 422, like ``1e999``, not a 400.
+    """
+    if len(digits.lstrip("-")) > sys.get_int_max_str_digits():
+        return float(digits)
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_int=_integer)
 
 
 def too_deep(max_depth: int) -> MalformedRequest:
@@ -279,8 +289,6 @@ def parse_json_in_python(body: bytes, max_depth: int) -> Any:
         raise MalformedRequest(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise MalformedRequest(f"malformed JSON: {exc}") from None
 
 
 def nesting_exceeds(document: Any, limit: int) -> bool:

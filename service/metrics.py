@@ -387,6 +387,8 @@ class RouteNames:
         name = self.static.get(path)
         if name is not None:
             return name
+        if path.startswith("//"):  # Werkzeug matches a path with its leading slashes merged
+            return self("/" + path.lstrip("/"))
         for pattern, rule in self.patterns:
             if pattern.match(path):
                 return rule

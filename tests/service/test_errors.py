@@ -122,6 +122,13 @@ def loc_of(response) -> list:
         (b'{"temperature": Infinity, "vibration": 2.3}', ["temperature"]),
         (b'{"temperature": -Infinity, "vibration": 2.3}', ["temperature"]),
         (b'{"temperature": 1e999, "vibration": 2.3}', ["temperature"]),
+        # Integers of more digits than Python converts are well-formed JSON, out of range.
+        (b'{"temperature": ' + b"9" * 5000 + b', "vibration": 2.3}', ["temperature"]),
+        (b'{"temperature": -' + b"9" * 5000 + b', "vibration": 2.3}', ["temperature"]),
+        (
+            b'{"readings": [{"temperature": 1, "vibration": ' + b"9" * 5000 + b"}]}",
+            ["readings", 0, "vibration"],
+        ),
         (b'{"temperature": "47.5", "vibration": 2.3}', ["temperature"]),
         (b'{"temperature": null, "vibration": 2.3}', ["temperature"]),
         (b'{"temperature": true, "vibration": 2.3}', ["temperature"]),
@@ -185,6 +192,8 @@ def test_unknown_path_is_404_and_wrong_method_405_with_allow(client: FlaskClient
     assert_envelope(response, 405)
     assert "POST" in response.headers["Allow"]
     assert_envelope(client.delete("/model"), 405)
+    # A doubled slash inside a path is unknown too (not Werkzeug's HTML redirect).
+    assert_envelope(client.get("/docs//init.js"), 404)
 
 
 def test_unexpected_exception_is_a_bare_500(app: Flask, client: FlaskClient, monkeypatch) -> None:

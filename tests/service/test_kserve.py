@@ -359,6 +359,8 @@ def test_every_error_under_v2_is_a_v2_error(client: FlaskClient) -> None:
         client.post("/v2"),
         client.delete(INFER),
         client.put(f"/v2/models/{NAME}"),
+        client.get(f"/v2//models/{NAME}"),  # not Werkzeug's HTML redirect to the merged path
+        client.post(f"/v2/models//{NAME}/infer", json=infer_body([1.0, 2.0], [1, 2])),
     ):
         assert response.status_code in (404, 405)
         kserve.V2Error.model_validate(response.get_json())
