@@ -31,17 +31,23 @@ class ModelLoadError(Exception):
 
 @dataclass(frozen=True)
 class FileSignature:
-    """What `stat` says about the artifact; any change means a new file may be in place."""
+    """What `stat` says about the artifact; any change means a new file may be in place.
+
+    The change time is there for a same-size rewrite in place that puts the old mtime back
+    (`cp -p`, `rsync -a --inplace`): the kernel sets it on every write and `utime`, and no
+    writer can set it back.
+    """
 
     device: int
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
     @classmethod
     def of(cls, path: Path) -> FileSignature:
         st = os.stat(path)
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)
@@ -131,9 +137,9 @@ LAST_GOOD = "last-good.npz"
 def keep_copy(loaded: LoadedModel, state_dir: Path | None) -> None:
     """Copy the artifact just loaded into ``state_dir`` as the last good one, atomically.
 
-    Only if the file is still the one that was loaded (same inode, size and mtime after the
-    copy): a newer file is about to be loaded anyway. A failure costs only the fallback and is
-    logged, never raised: serving matters more.
+    Only if the file is still the one that was loaded (same signature after the copy): a newer
+    file is about to be loaded anyway. A failure costs only the fallback and is logged, never
+    raised: serving matters more.
     """
     if state_dir is None or loaded.signature is None:
         return

@@ -142,6 +142,31 @@ def test_an_artifact_rewritten_in_place_is_reloaded(artifact: Path, client: Flas
     assert version_answering(client) == new.version
 
 
+def test_a_same_size_rewrite_in_place_that_keeps_the_mtime_is_reloaded(
+    artifact: Path, client: FlaskClient, classifier: model.Classifier
+) -> None:
+    # `cp -p`, `rsync -a --inplace`: same inode, same size, the old mtime put back; only the
+    # inode's change time tells.
+    new = build_classifier(seed=1)
+    data = artifact.parent / "next.npz"
+    new.save(data)
+    assert data.stat().st_size == artifact.stat().st_size and new.version != classifier.version
+    before = artifact.stat()
+    with open(artifact, "r+b") as f:
+        f.write(data.read_bytes())
+    os.utime(artifact, ns=(before.st_atime_ns, before.st_mtime_ns))
+    while artifact.stat().st_ctime_ns == before.st_ctime_ns:  # within the clock's last tick
+        time.sleep(0.001)
+        os.utime(artifact, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = artifact.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert version_answering(client) == new.version
+
+
 def test_app_refuses_to_start_on_a_bad_model(tmp_path: Path) -> None:
     from service.runtime import ModelLoadError, startup_message
 
