@@ -26,7 +26,14 @@ TRAIN_COMMAND = "python -m training"
 
 
 class ModelLoadError(Exception):
-    """The artifact cannot be served; the message names the file, the problem and the fix."""
+    """The artifact cannot be served; the message names the file, the problem and the fix.
+
+    ``signature``: the file's, taken before it was read (None if it could not be stat'ed).
+    """
+
+    def __init__(self, message: str, signature: FileSignature | None = None) -> None:
+        super().__init__(message)
+        self.signature = signature
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,12 @@ def load_model(path: Path, settings: Settings) -> LoadedModel:
             loaded_at=dt.datetime.now(dt.UTC),
         )
     except (model.ArtifactError, SchemaError) as exc:
-        raise ModelLoadError(str(exc)) from None
+        raise ModelLoadError(str(exc), signature) from None
     except Exception as exc:
         # Whatever else a broken file provokes, it is still the file's fault, not the request's.
-        raise ModelLoadError(f"model artifact {path}: cannot be loaded ({exc!r})") from None
+        raise ModelLoadError(
+            f"model artifact {path}: cannot be loaded ({exc!r})", signature
+        ) from None
 
 
 def startup_message(error: ModelLoadError, path: Path) -> str:
@@ -235,9 +244,10 @@ class ModelRuntime:
         except ModelLoadError:
             raise error from None
         # Judged once: the same unusable file is not retried, nor logged again, until it changes.
-        try:
-            self._refused = FileSignature.of(self.path)
-        except OSError:
+        # By the signature taken before the read: one taken now could be that of a file whose
+        # non-atomic writer finished since, which would then never be loaded.
+        self._refused = error.signature
+        if error.signature is None:
             self._unreadable_logged = True
         self._set_problem(str(error))
         logger.error(

@@ -225,6 +225,36 @@ def test_a_worker_started_while_the_artifact_is_unusable_serves_the_last_good_co
     assert "sensor_model_artifact_problem 0.0" in worker.get("/metrics").get_data(as_text=True)
 
 
+def test_a_worker_started_during_a_non_atomic_write_loads_the_file_once_it_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    old = version_answering(create_app(settings).test_client())  # keeps the last good copy
+    new = build_classifier(seed=4)
+    new.save(tmp_path / "next.npz")
+    data = (tmp_path / "next.npz").read_bytes()
+    with open(path, "wb") as writer:  # a writer that truncates and writes in place
+        writer.write(data[: len(data) // 2])
+        writer.flush()
+        real_load = model.load
+
+        def writer_finishes_right_after_the_read(file: Path) -> model.Classifier:
+            # The real loader reads the half-written file; the writer ends before it returns.
+            try:
+                return real_load(file)
+            finally:
+                if Path(file) == path and not writer.closed:
+                    writer.write(data[len(data) // 2 :])
+                    writer.close()
+
+        monkeypatch.setattr(model, "load", writer_finishes_right_after_the_read)
+        worker = create_app(settings).test_client()
+    assert new.version != old
+    assert version_answering(worker) == new.version
+    assert worker.get("/model").get_json()["artifact_problem"] is None
+
+
 def test_with_no_good_model_ever_loaded_there_is_nothing_to_fall_back_on(tmp_path: Path) -> None:
     path = tmp_path / "models" / "model.npz"
     settings = Settings(model_path=path, state_dir=tmp_path / "state")
