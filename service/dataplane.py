@@ -17,7 +17,7 @@ import orjson
 
 import model
 from service import inference_protocol as v2
-from service.errors import NotFound
+from service.errors import MalformedRequest, NotFound
 from service.metrics import DriftTotals
 from service.runtime import LoadedModel, ModelRuntime, Observers
 from service.schemas import SingleRequest
@@ -159,6 +159,9 @@ class DataPlane:
         request, X = v2.parse_inference_request(
             document, len(loaded.requests.features), self.settings.max_batch, tensor_data
         )
+        outside = loaded.requests.outside_limits(X)
+        if outside is not None:
+            raise MalformedRequest(f"input {request.inputs[0].name!r}, {outside}")
         P = loaded.classifier.predict_proba(X)
         best = loaded.classifier.decide(P)
         novelty = loaded.classifier.novelty(X)

@@ -224,9 +224,22 @@ class RequestSchemas:
         except OverflowError:  # an integer beyond float range
             return None
         X = X.reshape(n, f)
-        if not np.isfinite(X).all() or not ((self._low <= X) & (self._high >= X)).all():
+        if not np.isfinite(X).all() or self.outside_limits(X) is not None:
             return None
         return BatchRequest(X=X, ids=ids if given else None)
+
+    def outside_limits(self, X: NDArray[np.float64]) -> str | None:
+        """None when every finite reading in ``X`` (model order) is within its features'
+        physical limits; else which reading and feature is the first that is not."""
+        inside = (self._low <= X) & (self._high >= X)
+        if inside.all():
+            return None
+        row, column = (int(i) for i in np.argwhere(~inside)[0])
+        value, low, high = X[row, column], self._low[column], self._high[column]
+        side = (
+            f"below its lower limit {low:g}" if value < low else f"above its upper limit {high:g}"
+        )
+        return f"row {row}: {self.features[column]!r} is {value:g}, {side}"
 
     def _validated(self, schema: type[BaseModel], document: Any) -> BaseModel:
         try:

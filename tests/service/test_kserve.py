@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 import model
 from service import inference_protocol as kserve
@@ -108,6 +109,43 @@ def test_non_finite_and_malformed_inputs_are_400(client: FlaskClient) -> None:
         response = client.post(INFER, data=raw, content_type="application/json")
         assert response.status_code == 400
         assert set(response.get_json()) == {"error"}
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_readings_outside_the_physical_limits_are_400_and_not_counted(
+    client: FlaskClient, binary: bool
+) -> None:
+    # The artifact's limits, as /classify enforces them: temperature >= -273.15, vibration >= 0.
+    X = np.array([[47.5, 2.3], [-1000.0, 2.3], [47.5, -5.0]])
+    if binary:
+        raw = X.astype("<f8").tobytes()
+        header = {
+            "inputs": [
+                {
+                    "name": "readings",
+                    "shape": [3, 2],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+        body, headers = binary_body(header, raw)
+        response = client.post(INFER, data=body, headers=headers)
+    else:
+        response = client.post(INFER, json=infer_body(X.ravel().tolist(), [3, 2]))
+    assert response.status_code == 400, response.get_data(as_text=True)
+    error = kserve.V2Error.model_validate(response.get_json()).error
+    assert "row 1" in error and "'temperature'" in error and "-273.15" in error
+    metrics = client.get("/metrics").get_data(as_text=True)
+    counted = [
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "sensor_readings_classified_total"
+    ]
+    assert counted and sum(counted) == 0  # nothing of the refused request was classified
+    edge = infer_body([-273.15, 0.0], [1, 2])
+    assert client.post(INFER, json=edge).status_code == 200
 
 
 def test_too_many_rows_is_400(artifact) -> None:
