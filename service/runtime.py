@@ -215,7 +215,9 @@ class ModelRuntime:
         self._interval = settings.reload_interval
         self._loaded: LoadedModel | None = None
         self._next_check = 0.0
+        # The file last refused, and why: said again whenever that same file is back.
         self._refused: FileSignature | None = None
+        self._refusal: str | None = None
         self._unreadable_logged = False
         self.problem: str | None = None
         # One check at a time; under threads, a request arriving during a reload waits for it
@@ -246,7 +248,7 @@ class ModelRuntime:
         # Judged once: the same unusable file is not retried, nor logged again, until it changes.
         # By the signature taken before the read: one taken now could be that of a file whose
         # non-atomic writer finished since, which would then never be loaded.
-        self._refused = error.signature
+        self._refused, self._refusal = error.signature, str(error)
         if error.signature is None:
             self._unreadable_logged = True
         self._set_problem(str(error))
@@ -322,6 +324,7 @@ class ModelRuntime:
                     self._set_problem(None)  # the file is back as it was
                 return False
             if signature == self._refused:
+                self._set_problem(self._refusal)  # it may have said "cannot stat" meanwhile
                 return False
             return self._reload(signature)
 
@@ -330,7 +333,7 @@ class ModelRuntime:
         try:
             loaded = load_model(self.path, self.settings)
         except ModelLoadError as exc:
-            self._refused = signature
+            self._refused, self._refusal = signature, str(exc)
             self._set_problem(str(exc))
             logger.error(
                 "refused new model artifact: %s; still serving model %s",
@@ -339,7 +342,7 @@ class ModelRuntime:
             )
             self.observers.reloaded("failure", previous.version if previous else None, "")
             return False
-        self._refused = None
+        self._refused = self._refusal = None
         self._install(loaded, previous)
         return True
 

@@ -103,6 +103,31 @@ def test_a_missing_file_keeps_the_model_and_a_new_one_is_picked_up(
     assert version_answering(client) == new.version
 
 
+def test_the_problem_follows_a_refused_file_that_disappears_and_comes_back(
+    client: FlaskClient, artifact: Path, classifier: model.Classifier
+) -> None:
+    def problem() -> str:
+        info = client.get("/model").get_json()
+        assert info["model_version"] == classifier.version
+        detail = client.get("/readyz").get_json()["detail"]
+        assert info["artifact_problem"] in detail
+        return info["artifact_problem"]
+
+    replace_with_bytes(artifact, b"this is not a model")
+    assert "not a zip archive" in problem()
+    # The directory moved away and back: the very same file (inode, times) returns.
+    away = artifact.parent.with_name("away")
+    artifact.parent.rename(away)
+    assert "cannot stat" in problem()
+    away.rename(artifact.parent)
+    assert "not a zip archive" in problem()
+    artifact.unlink()
+    assert "cannot stat" in problem()
+    classifier.save(artifact)
+    assert version_answering(client) == classifier.version
+    assert client.get("/model").get_json()["artifact_problem"] is None
+
+
 def test_a_model_with_new_features_changes_the_request_schema(
     client: FlaskClient, artifact: Path
 ) -> None:
@@ -223,6 +248,29 @@ def test_a_worker_started_while_the_artifact_is_unusable_serves_the_last_good_co
     assert worker.get("/model").get_json()["artifact_problem"] is None
     assert "detail" not in worker.get("/readyz").get_json()
     assert "sensor_model_artifact_problem 0.0" in worker.get("/metrics").get_data(as_text=True)
+
+
+def test_a_worker_started_on_the_last_good_copy_says_why_when_the_bad_file_comes_back(
+    tmp_path: Path,
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    create_app(settings)  # keeps the last good copy
+    replace_with_bytes(path, b"this is not a model")
+    worker = create_app(settings).test_client()
+
+    def problem() -> str:
+        detail = worker.get("/readyz").get_json()["detail"]
+        info = worker.get("/model").get_json()
+        assert info["artifact_problem"] in detail
+        return info["artifact_problem"]
+
+    assert "not a zip archive" in problem()
+    away = path.parent.with_name("away")
+    path.parent.rename(away)
+    assert "cannot stat" in problem()
+    away.rename(path.parent)
+    assert "not a zip archive" in problem()
 
 
 def test_a_worker_started_during_a_non_atomic_write_loads_the_file_once_it_is_finished(
