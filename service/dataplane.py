@@ -157,7 +157,11 @@ class DataPlane:
         """
         loaded = self.served(model_name, version)
         request, X = v2.parse_inference_request(
-            document, len(loaded.requests.features), self.settings.max_batch, tensor_data
+            document,
+            len(loaded.requests.features),
+            self.settings.max_batch,
+            self.settings.max_json_depth,
+            tensor_data,
         )
         outside = loaded.requests.outside_limits(X)
         if outside is not None:

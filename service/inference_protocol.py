@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from service.body import utf8_text
+from service.body import nesting_exceeds, too_deep, utf8_text
 from service.errors import JSON, MalformedRequest
 
 # `GET /v2` names the server by its distribution (pyproject.toml), at the installed version.
@@ -288,17 +288,27 @@ def with_binary_inputs(document: Any, tensor_data: bytes) -> Any:
 
 
 def parse_inference_request(
-    document: Any, n_features: int, max_batch: int, tensor_data: bytes = b""
+    document: Any, n_features: int, max_batch: int, max_depth: int, tensor_data: bytes = b""
 ) -> tuple[Any, np.ndarray[Any, Any]]:
     """The validated request and its readings (N, n_features) as float64; raises 400.
 
-    ``tensor_data``: the binary tensor data that followed the JSON header, if any.
+    ``tensor_data``: the binary tensor data that followed the JSON header, if any. A request
+    nesting deeper than ``max_depth`` levels is refused, as on `/classify`.
     """
     document = with_binary_inputs(document, tensor_data)
     try:
         request: Any = inference_request_model(n_features, max_batch).model_validate(document)
     except ValidationError as exc:
         raise MalformedRequest(_message(exc)) from None
+    # Only the free-form `parameters` objects can nest deeper than a valid request's fixed
+    # shape (5 levels); they sit 1 level (the request's) or 3 levels (an input's or an
+    # output's) below the top.
+    parameters = [(document.get("parameters"), 1)] + [
+        (tensor.get("parameters"), 3)
+        for tensor in (*document["inputs"], *(document.get("outputs") or ()))
+    ]
+    if any(nesting_exceeds(p, max_depth - above) for p, above in parameters if p is not None):
+        raise too_deep(max_depth)
     tensor = request.inputs[0]
     n = tensor.shape[0]
     data = tensor.data

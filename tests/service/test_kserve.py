@@ -148,6 +148,36 @@ def test_readings_outside_the_physical_limits_are_400_and_not_counted(
     assert client.post(INFER, json=edge).status_code == 200
 
 
+def nested(levels: int) -> dict:
+    """An object nesting ``levels`` levels deep: `{"a": {"a": ... {}}}`."""
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("where", ["request", "input", "output"])
+def test_parameters_nested_deeper_than_the_limit_are_400(client: FlaskClient, where: str) -> None:
+    def body(levels: int) -> dict:
+        document = infer_body([47.5, 2.3], [1, 2], outputs=[{"name": "label"}])
+        holder = {
+            "request": document,
+            "input": document["inputs"][0],
+            "output": document["outputs"][0],
+        }[where]
+        holder["parameters"] = nested(levels)
+        return document
+
+    # The document is 32 levels deep at most (SENSOR_MAX_JSON_DEPTH's default), as /classify's.
+    inside = {"request": 31, "input": 29, "output": 29}[where]
+    assert client.post(INFER, json=body(inside)).status_code == 200
+    for levels in (inside + 1, 150, 500):
+        response = client.post(INFER, json=body(levels))
+        assert response.status_code == 400, (levels, response.get_data(as_text=True))
+        error = kserve.V2Error.model_validate(response.get_json()).error
+        assert "deeper than the limit of 32 levels" in error
+
+
 def test_too_many_rows_is_400(artifact) -> None:
     client = create_app(Settings(model_path=artifact, max_batch=2)).test_client()
     response = client.post(INFER, json=infer_body([1.0] * 6, [3, 2]))
