@@ -146,9 +146,11 @@ LAST_GOOD = "last-good.npz"
 def keep_copy(loaded: LoadedModel, state_dir: Path | None) -> None:
     """Copy the artifact just loaded into ``state_dir`` as the last good one, atomically.
 
-    Only if the file is still the one that was loaded (same signature after the copy): a newer
-    file is about to be loaded anyway. A failure costs only the fallback and is logged, never
-    raised: serving matters more.
+    Only if the file is still the one that was loaded (same signature after the copy). When
+    no copy can be kept (a full disk, a read-only directory, the file replaced meanwhile), an
+    older copy is removed: a worker restarted while the file is unusable would otherwise serve
+    that older model beside siblings serving this one; without a copy it does not start. A copy
+    of this same model (kept by a sibling) stays. Logged, never raised: serving matters more.
     """
     if state_dir is None or loaded.signature is None:
         return
@@ -166,19 +168,49 @@ def keep_copy(loaded: LoadedModel, state_dir: Path | None) -> None:
         if FileSignature.of(loaded.path) == loaded.signature:
             os.replace(tmp, target)
             tmp = None
+            return
+        problem = f"{loaded.path} changed while it was copied"
     except OSError as exc:
-        logger.warning(
-            "cannot keep a copy of model %s in %s (%s): a worker started while %s is unusable"
-            " will not start",
-            loaded.version,
-            state_dir,
-            exc,
-            loaded.path,
-        )
+        problem = str(exc)
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+    logger.warning(
+        "cannot keep a copy of model %s in %s (%s): a worker started while %s is unusable %s",
+        loaded.version,
+        state_dir,
+        problem,
+        loaded.path,
+        _without_an_older_copy(target, loaded.version),
+    )
+
+
+def _without_an_older_copy(target: Path, version: str) -> str:
+    """Remove the last good copy at ``target`` unless it is model ``version``; says what a
+    worker started on it will then do."""
+    wont_start = "will not start (under gunicorn, that stops the server)"
+    if not target.is_file():
+        return f"has no copy to fall back on and {wont_start}"
+    try:
+        kept = model.load(target).version
+    except Exception:  # whatever the copy provokes, no worker can serve it: as if there were none
+        return f"has no usable copy to fall back on and {wont_start}"
+    if kept == version:
+        return f"will serve the copy of model {version} already kept at {target}"
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        return f"has no copy to fall back on and {wont_start}"
+    except OSError as exc:
+        return (
+            f"will serve the older model {kept} kept at {target}, which cannot be removed"
+            f" ({exc.strerror})"
+        )
+    return (
+        f"{wont_start}; the older copy (model {kept}) was removed, so that no worker serves it"
+        f" beside model {version}"
+    )
 
 
 class ModelRuntime:

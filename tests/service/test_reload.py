@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import resource
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -301,6 +306,96 @@ def test_a_worker_started_during_a_non_atomic_write_loads_the_file_once_it_is_fi
     assert new.version != old
     assert version_answering(worker) == new.version
     assert worker.get("/model").get_json()["artifact_problem"] is None
+
+
+@contextlib.contextmanager
+def full_disk(room: int = 1024) -> Iterator[None]:
+    """No file this process writes grows past ``room`` bytes: writes fail as on a full disk
+    (EFBIG rather than ENOSPC), for root too."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (room, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Nothing can be created in or removed from ``directory``, for root too (immutable)."""
+    if os.geteuid() != 0:
+        mode = directory.stat().st_mode
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(mode)
+        return
+    immutable = ["chattr", "+i", str(directory)]
+    if shutil.which("chattr") is None or subprocess.run(immutable, capture_output=True).returncode:
+        pytest.skip("root cannot make a directory read-only here (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+
+
+def test_a_worker_that_cannot_keep_its_copy_removes_the_older_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    worker = create_app(settings).test_client()  # keeps model 3 as the last good copy
+    new = build_classifier(seed=4)
+    new.save(path)
+    caplog.set_level(logging.WARNING, logger="service.runtime")
+    with full_disk():
+        assert version_answering(worker) == new.version
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "File too large" in warning and "will not start" in warning
+    assert "older copy" in warning and "was removed" in warning
+    replace_with_bytes(path, b"this is not a model")
+    assert version_answering(worker) == new.version
+    # A worker restarted now would have served model 3 beside this one on model 4.
+    with pytest.raises(ModelLoadError, match="not a zip"):
+        create_app(settings)
+
+
+def test_a_copy_of_the_same_model_kept_by_a_sibling_is_left_in_place(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    first, second = create_app(settings).test_client(), create_app(settings).test_client()
+    new = build_classifier(seed=4)
+    new.save(path)
+    assert version_answering(first) == new.version  # keeps model 4 as the last good copy
+    caplog.set_level(logging.WARNING, logger="service.runtime")
+    with full_disk():
+        assert version_answering(second) == new.version
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"will serve the copy of model {new.version} already kept" in warning
+    replace_with_bytes(path, b"this is not a model")
+    assert version_answering(create_app(settings).test_client()) == new.version
+
+
+def test_an_older_copy_that_cannot_be_removed_is_said_to_be_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    old = model.load(path).version
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    worker = create_app(settings).test_client()  # keeps model 3 as the last good copy
+    new = build_classifier(seed=4)
+    new.save(path)
+    caplog.set_level(logging.WARNING, logger="service.runtime")
+    with read_only(tmp_path / "state"):
+        assert version_answering(worker) == new.version
+        replace_with_bytes(path, b"this is not a model")
+        restarted = create_app(settings).test_client()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"will serve the older model {old}" in warning and "cannot be removed" in warning
+    assert version_answering(restarted) == old  # as the warning said
 
 
 def test_with_no_good_model_ever_loaded_there_is_nothing_to_fall_back_on(tmp_path: Path) -> None:
