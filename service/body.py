@@ -106,13 +106,11 @@ def read_body(
     length_header = environ.get("CONTENT_LENGTH")
     length: int | None = None
     if length_header:
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise MalformedRequest(f"invalid Content-Length: {length_header!r}") from None
-        if length > limit:
+        length = byte_count("Content-Length", length_header, limit)
+        if length is None:
             raise PayloadTooLarge(
-                f"the body is {length} bytes; the limit is {limit} (SENSOR_MAX_BODY_BYTES)"
+                f"the body is {shown_number(length_header)} bytes; the limit is {limit}"
+                " (SENSOR_MAX_BODY_BYTES)"
             )
     if budget is not None:
         # Before a byte is read: a chunked body may grow to the limit.
@@ -145,6 +143,27 @@ def read_body(
     if length is not None and len(data) < length:
         raise MalformedRequest(f"the body ended after {len(data)} of {length} bytes")
     return data
+
+
+def byte_count(header: str, value: str, at_most: int) -> int | None:
+    """The number of bytes ``value``, the request's ``header``, gives; None if over ``at_most``.
+
+    Raises MalformedRequest (400) unless it is 1*DIGIT (RFC 9110): int() would also take a
+    sign, spaces, underscores and other scripts' digits. Compared as text first, since int()
+    refuses numbers of more than 4,300 digits.
+    """
+    if not (value.isascii() and value.isdigit()):
+        raise MalformedRequest(f"invalid {header}: {value!r}")
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(at_most)) or int(digits) > at_most:
+        return None
+    return int(digits)
+
+
+def shown_number(digits: str) -> str:
+    """A decimal number as a message quotes it: itself, or how long it is when very long."""
+    digits = digits.lstrip("0") or "0"
+    return digits if len(digits) <= 20 else f"a number of {len(digits)} digits"
 
 
 class BodyBudget:

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from service.body import nesting_exceeds, too_deep, utf8_text
+from service.body import byte_count, nesting_exceeds, shown_number, too_deep, utf8_text
 from service.errors import JSON, MalformedRequest
 
 # `GET /v2` names the server by its distribution (pyproject.toml), at the installed version.
@@ -201,17 +201,12 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """
     if header_length is None:
         return body, b""
-    text = header_length.strip()
-    if not (text.isascii() and text.isdigit()):
-        raise MalformedRequest(f"invalid {INFERENCE_HEADER}: {header_length!r}")
-    digits = text.lstrip("0") or "0"
-    # Compared as text first: int() refuses numbers of more than 4,300 digits.
-    if len(digits) > len(str(len(body))) or int(digits) > len(body):
-        shown = digits if len(digits) <= 20 else f"a number of {len(digits)} digits"
+    length = byte_count(INFERENCE_HEADER, header_length.strip(), len(body))
+    if length is None:
         raise MalformedRequest(
-            f"{INFERENCE_HEADER} is {shown}, but the body is only {len(body)} bytes"
+            f"{INFERENCE_HEADER} is {shown_number(header_length.strip())}, but the body is only"
+            f" {len(body)} bytes"
         )
-    length = int(digits)
     return body[:length], body[length:]
 
 

@@ -111,6 +111,34 @@ def test_a_chunked_body_over_the_limit_is_413(artifact) -> None:
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    "length", ["-1", "+39", "3_9", " 39", "39 ", "\uff13\uff19", "0x27", "abc"]
+)
+def test_a_content_length_that_is_not_a_decimal_number_is_400(
+    client: FlaskClient, length: str
+) -> None:
+    # gunicorn refuses these itself; the app does not rely on it (other servers, middleware).
+    body = json.dumps(GOOD).encode()
+    assert len(body) == 39
+    response = client.post(
+        "/classify",
+        input_stream=io.BytesIO(body),
+        headers={"Content-Type": "application/json"},
+        environ_overrides={"CONTENT_LENGTH": length},
+    )
+    assert "invalid Content-Length" in assert_envelope(response, 400)["message"]
+
+
+def test_a_content_length_of_more_digits_than_int_takes_is_413(client: FlaskClient) -> None:
+    response = client.post(
+        "/classify",
+        input_stream=io.BytesIO(json.dumps(GOOD).encode()),
+        headers={"Content-Type": "application/json"},
+        environ_overrides={"CONTENT_LENGTH": "9" * 5000},
+    )
+    assert "a number of 5000 digits" in assert_envelope(response, 413)["message"]
+
+
 def loc_of(response) -> list:
     return [detail["loc"] for detail in assert_envelope(response, 422)["details"]]
 

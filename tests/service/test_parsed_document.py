@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -100,11 +101,19 @@ def test_nesting_is_measured_on_the_parsed_document(document: object, depth: int
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{", b'{"a": 1,}', b"\xff", b'{"a": 1} x', b"1" * 5000, b"[" * 100_000],
+    [b"", b"{", b'{"a": 1,}', b"\xff", b'{"a": 1} x', b"[" * 100_000],
 )
 def test_what_does_not_parse_is_malformed(body: bytes) -> None:
     with pytest.raises(MalformedRequest):
         parse_json(body, 32)
+
+
+def test_an_integer_of_more_digits_than_python_converts_is_infinite() -> None:
+    # Well-formed JSON (RFC 8259 leaves the range to the parser) out of any range: like 1e999,
+    # it parses to an infinity that validation refuses (422), not a parse error quoting Python.
+    assert parse_json(b"1" * 5000, 32) == math.inf
+    assert parse_json(b"[-" + b"1" * 5000 + b"]", 32) == [-math.inf]
+    assert parse_json(b"1" * 4300, 32) == int("1" * 4300)
 
 
 # --- jiter parses, Python's parser is the reference ----------------------------------------------
