@@ -94,6 +94,28 @@ def test_an_artifact_with_a_reserved_feature_is_refused(
     assert version_answering(client) == classifier.version
 
 
+def test_an_artifact_whose_finite_weights_overflow_is_refused_and_the_old_model_keeps_serving(
+    client: FlaskClient,
+    artifact: Path,
+    classifier: model.Classifier,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Weights of ±3e38 are finite float32s, but the logits of any reading overflow to inf and
+    its probabilities come out NaN: /classify would answer nulls and /readyz 503."""
+    caplog.set_level(logging.ERROR, logger="service.runtime")
+    overflowing = build_classifier(seed=8)
+    overflowing.network.coefs[0][:] = -3e38
+    overflowing.network.coefs[1][:] = 3e38
+    for b in overflowing.network.intercepts:
+        b[:] = 1.0
+    overflowing.save(artifact)
+    for _ in range(3):
+        assert version_answering(client) == classifier.version
+    assert client.get("/readyz").status_code == 200
+    refusals = [r for r in caplog.records if "refused new model artifact" in r.getMessage()]
+    assert len(refusals) == 1 and str(artifact) in refusals[0].getMessage()
+
+
 def test_a_missing_file_keeps_the_model_and_a_new_one_is_picked_up(
     client: FlaskClient, artifact: Path, classifier: model.Classifier, caplog
 ) -> None:
