@@ -213,6 +213,11 @@ def _without_an_older_copy(target: Path, version: str) -> str:
     )
 
 
+def _ns(moment: dt.datetime) -> int:
+    """``moment`` in nanoseconds since the epoch, as `stat` gives file times."""
+    return (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1) * 1000
+
+
 class ModelRuntime:
     """Serves one model at a time and swaps in a new artifact when the file changes.
 
@@ -223,15 +228,16 @@ class ModelRuntime:
     does not wait for a background task to get its turn. In a served process ``watch()`` also
     checks on a timer, so that an idle worker's readiness, metrics and logs follow the file too.
     A file that fails to load is logged once and skipped (until it changes again) while the
-    previous model keeps answering. Each worker process does this on its own, so there is
-    nothing to coordinate.
+    previous model keeps answering. Each worker process does this on its own; the only thing
+    the workers share is the last good copy.
 
     Every model loaded from the configured file is also copied to ``state_dir`` as the last
     good one. A worker that starts while the file is missing or broken (an OOM kill, or
     `max_requests` recycling, after a bad rollout) serves that copy, the version its siblings
     serve, rather than exiting (which gunicorn's arbiter would answer by stopping the whole
-    service). Until the file is usable again, ``problem`` says why and readiness, `/model`, a
-    metric and the log show it.
+    service); a running worker that finds the file missing or broken switches to it when a
+    sibling kept a newer one. Until the file is usable again, ``problem`` says why and
+    readiness, `/model`, a metric and the log show it.
     """
 
     def __init__(
@@ -251,6 +257,8 @@ class ModelRuntime:
         self._refused: FileSignature | None = None
         self._refusal: str | None = None
         self._unreadable_logged = False
+        # The last good copy as this worker last saw it (`_follow_last_good`).
+        self._copy_seen: FileSignature | None = None
         self.problem: str | None = None
         # One check at a time; under threads, a request arriving during a reload waits for it
         # (a load takes milliseconds) rather than answering with the model it replaces.
@@ -283,6 +291,7 @@ class ModelRuntime:
         self._refused, self._refusal = error.signature, str(error)
         if error.signature is None:
             self._unreadable_logged = True
+        self._copy_seen = loaded.signature
         self._set_problem(str(error))
         logger.error(
             "%s; serving the last good model %s (kept at %s) until it is fixed",
@@ -348,7 +357,7 @@ class ModelRuntime:
                         self._loaded.version if self._loaded else None,
                     )
                     self._unreadable_logged = True
-                return False
+                return self._follow_last_good()
             self._unreadable_logged = False
             current = self._loaded
             if current is not None and signature == current.signature:
@@ -357,7 +366,7 @@ class ModelRuntime:
                 return False
             if signature == self._refused:
                 self._set_problem(self._refusal)  # it may have said "cannot stat" meanwhile
-                return False
+                return self._follow_last_good()
             return self._reload(signature)
 
     def _reload(self, signature: FileSignature) -> bool:
@@ -373,8 +382,42 @@ class ModelRuntime:
                 previous.version if previous else None,
             )
             self.observers.reloaded("failure", previous.version if previous else None, "")
-            return False
+            return self._follow_last_good()
         self._refused = self._refusal = None
+        self._install(loaded, previous)
+        return True
+
+    def _follow_last_good(self) -> bool:
+        """While the file cannot be served, serve the last good copy when it holds another
+        model; True if it was swapped in.
+
+        Workers check the file at moments of their own: a good file spoilt within one interval
+        is loaded by the workers that checked in between and never seen by the others, which
+        would serve the model before it, one model here and one there, until the file is fixed.
+        The copy is the last file any worker of this server loaded, so they all follow it; but
+        only a copy written after this worker's model was loaded: an older one (left because no
+        worker could replace or remove it, see `keep_copy`) is no newer model.
+        """
+        state_dir = self.settings.state_dir
+        if state_dir is None:
+            return False
+        copy = state_dir / LAST_GOOD
+        try:
+            signature = FileSignature.of(copy)
+        except OSError:
+            return False
+        if signature == self._copy_seen:
+            return False
+        self._copy_seen = signature
+        previous = self._loaded
+        if previous is not None and signature.mtime_ns <= _ns(previous.loaded_at):
+            return False
+        try:
+            loaded = load_model(copy, self.settings)
+        except ModelLoadError:
+            return False  # a worker started now could not serve it either
+        if previous is not None and loaded.version == previous.version:
+            return False
         self._install(loaded, previous)
         return True
 

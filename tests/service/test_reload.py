@@ -9,7 +9,7 @@ import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -300,6 +300,43 @@ def test_a_worker_started_on_the_last_good_copy_says_why_when_the_bad_file_comes
     assert "not a zip archive" in problem()
 
 
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda path: replace_with_bytes(path, b"PK\x03\x04 garbage"), id="corrupt"),
+        pytest.param(Path.unlink, id="removed"),
+    ],
+)
+def test_workers_that_missed_a_good_file_follow_the_sibling_that_loaded_it(
+    tmp_path: Path, spoil: Callable[[Path], None]
+) -> None:
+    """A good file spoilt within one reload interval: one worker checked in between, the other
+    only sees the broken file. Both must end up serving the good one, not one each."""
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    early, late = create_app(settings).test_client(), create_app(settings).test_client()
+    # A copy is followed only if written after the model it would replace was loaded, as file
+    # times tell: they advance in ticks of the kernel's coarse clock (up to 10 ms).
+    loaded, probe = time.time_ns(), tmp_path / "probe"
+    probe.touch()
+    while probe.stat().st_mtime_ns <= loaded:
+        time.sleep(0.001)
+        probe.touch()
+    good = build_classifier(seed=4)
+    good.save(path)
+    assert version_answering(early) == good.version
+    spoil(path)
+    assert version_answering(late) == good.version
+    assert version_answering(early) == good.version
+    assert str(path) in late.get("/model").get_json()["artifact_problem"]
+    assert "serving the last good model" in late.get("/readyz").get_json()["detail"]
+    fixed = build_classifier(seed=5)
+    fixed.save(path)
+    for worker in (early, late):
+        assert version_answering(worker) == fixed.version
+        assert worker.get("/model").get_json()["artifact_problem"] is None
+
+
 def test_a_worker_started_during_a_non_atomic_write_loads_the_file_once_it_is_finished(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -418,6 +455,7 @@ def test_an_older_copy_that_cannot_be_removed_is_said_to_be_served(
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"will serve the older model {old}" in warning and "cannot be removed" in warning
     assert version_answering(restarted) == old  # as the warning said
+    assert version_answering(worker) == new.version  # a running worker does not go back to it
 
 
 def test_with_no_good_model_ever_loaded_there_is_nothing_to_fall_back_on(tmp_path: Path) -> None:
