@@ -6,12 +6,14 @@ import contextlib
 import glob
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +29,10 @@ from model.novelty import ClassMahalanobis
 FORMAT_VERSION = 2
 # Far above any sensible model of this kind; refuses zip bombs before decompressing them.
 _MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+# Per member, read from its .npy header before any of its data: 256 times the default model's
+# largest array (64 x 64), room for a 1024 x 1024 layer. A file cannot make a worker build more
+# than this many strings (about 0.3 s and 100 MB for 1-character names).
+_MAX_ELEMENTS = 1 << 20
 _STRING_KEYS = ("features", "units", "classes")
 _FLOAT_KEYS = ("mean", "scale", "feature_min", "feature_max", "lower_limits", "upper_limits")
 _RETRAIN = "retrain with `python -m training` to write a current artifact"
@@ -43,6 +49,11 @@ def save(clf: Classifier, path: str | os.PathLike[str]) -> None:
     ``os.replace`` puts it in place; a crash at any point leaves the previous file intact.
     """
     path = Path(path)
+    arrays = _arrays(clf, with_metadata=True)
+    for key, value in arrays.items():  # never write a file that `load` would refuse
+        problem = _member_problem(key, value.dtype, value.shape)
+        if problem is not None:
+            raise ValueError(f"cannot save {path}: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stray_temporaries(path)
     fd, tmp_name = tempfile.mkstemp(
@@ -50,7 +61,7 @@ def save(clf: Classifier, path: str | os.PathLike[str]) -> None:
     )
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **_arrays(clf, with_metadata=True))
+            np.savez(f, allow_pickle=False, **arrays)
             f.flush()
             os.fchmod(f.fileno(), 0o644)
             os.fsync(f.fileno())
@@ -136,7 +147,8 @@ def load(path: str | os.PathLike[str]) -> Classifier:
     """Load and validate an artifact written by ``Classifier.save``; never unpickles.
 
     Raises ArtifactError naming the file and the problem: missing, empty, truncated, not a zip,
-    wrong format version, missing key, shape mismatch, pickled object, non-finite value.
+    wrong format version, missing key, shape mismatch, pickled object, non-finite value. Each
+    member's dtype and size are checked from its .npy header before its data is read.
     """
     path = Path(path)
 
@@ -161,9 +173,6 @@ def load(path: str | os.PathLike[str]) -> Classifier:
                 if head == b"PK\x03\x04":
                     raise fail("file is truncated or corrupt (incomplete zip archive)")
                 raise fail("not a zip archive (.npz)")
-            with zipfile.ZipFile(f) as archive:
-                if sum(info.file_size for info in archive.infolist()) > _MAX_UNCOMPRESSED_BYTES:
-                    raise fail("archive is implausibly large when decompressed; refused")
             f.seek(0)
             arrays = _read_members(f, fail)
     except OSError as exc:
@@ -171,32 +180,79 @@ def load(path: str | os.PathLike[str]) -> Classifier:
     return _from_arrays(arrays, fail)
 
 
-def _read_members(f: Any, fail: Any) -> dict[str, NDArray[Any]]:
+def _read_members(f: BinaryIO, fail: Callable[[str], ArtifactError]) -> dict[str, NDArray[Any]]:
+    """Every member of the archive as an array; each .npy header is checked before its data."""
     arrays: dict[str, NDArray[Any]] = {}
     try:
-        with np.load(f, allow_pickle=False) as npz:
-            for key in npz.files:
-                try:
-                    value = npz[key]
-                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                    raise fail(f"file is truncated or corrupt ({exc})") from None
-                except ValueError as exc:
-                    if "pickle" in str(exc):
-                        raise fail(f"key {key!r} holds a pickled object; refused") from None
-                    raise fail(f"key {key!r} is unreadable ({exc})") from None
-                except Exception as exc:
-                    # numpy parses a .npy header with Python's tokenizer: a malformed one can
-                    # raise nearly anything (TokenError, SyntaxError, MemoryError for a huge shape).
-                    raise fail(f"key {key!r} is unreadable ({type(exc).__name__}: {exc})") from None
-                # numpy hands back a member without the .npy suffix as raw bytes.
-                if not isinstance(value, np.ndarray):
+        with zipfile.ZipFile(f) as archive:
+            infos = archive.infolist()
+            if sum(info.file_size for info in infos) > _MAX_UNCOMPRESSED_BYTES:
+                raise fail("archive is implausibly large when decompressed; refused")
+            for info in infos:
+                key = info.filename.removesuffix(".npy")
+                if key == info.filename:
                     raise fail(f"key {key!r} is not a .npy array")
-                arrays[key] = value
+                with archive.open(info) as member:
+                    arrays[key] = _read_array(member, info.file_size, key, fail)
     except ArtifactError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError) as exc:
-        raise fail(f"file is truncated or corrupt ({exc})") from None
+    except Exception as exc:
+        # A damaged archive makes zipfile raise nearly anything: BadZipFile, zlib.error,
+        # EOFError, OSError for an offset before the start, NotImplementedError for an unknown
+        # compression method, RuntimeError for an encrypted member.
+        raise fail(f"file is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     return arrays
+
+
+def _read_array(
+    member: IO[bytes], size: int, key: str, fail: Callable[[str], ArtifactError]
+) -> NDArray[Any]:
+    """The array in one .npy member of ``size`` bytes, refused from its header if it does not fit."""
+    try:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f".npy format version {version} is not one numpy writes for arrays")
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        raise  # damage to the archive itself
+    except Exception as exc:
+        # numpy parses a .npy header with Python's tokenizer: a malformed one can raise nearly
+        # anything (TokenError, SyntaxError, ValueError).
+        raise fail(f"key {key!r} is unreadable ({type(exc).__name__}: {exc})") from None
+    problem = _member_problem(key, dtype, shape)
+    if problem is not None:
+        raise fail(problem)
+    declared, held = math.prod(shape) * dtype.itemsize, size - member.tell()
+    if declared != held:
+        raise fail(
+            f"key {key!r} declares {declared} bytes of data, its member holds {held}; "
+            "truncated or corrupt"
+        )
+    # Read to the end of the member: zipfile checks its CRC only there.
+    data = member.read()
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+
+
+def _member_problem(key: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> str | None:
+    """What keeps an array of ``dtype`` and ``shape`` out of an artifact as ``key``, if anything.
+
+    The one check of a member's type and size, made by ``load`` on the .npy header before any
+    data is read and by ``save`` before anything is written.
+    """
+    if dtype.hasobject:
+        return f"key {key!r} holds a pickled object; refused"
+    if dtype.kind not in "iufU" or dtype.fields is not None or dtype.subdtype is not None:
+        return f"key {key!r} has unsupported dtype {dtype} (an artifact holds numbers and strings)"
+    if dtype.itemsize == 0:
+        return f"key {key!r} has items of size zero (dtype {dtype.str}); refused"
+    if any(n < 0 for n in shape):
+        return f"key {key!r} is unreadable (negative dimension in shape {shape})"
+    if math.prod(shape) > _MAX_ELEMENTS:
+        return f"key {key!r} has {math.prod(shape)} elements, more than the {_MAX_ELEMENTS} allowed"
+    return None
 
 
 def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
@@ -255,15 +311,9 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
         if value.dtype.kind != "f":
             raise fail(f"key {key!r} must be floating point, got {value.dtype}")
         floats[key] = value.astype(np.float64)
-    coefs, intercepts = [], []
-    for i in range(n_layers):
-        W, b = arrays[f"coef_{i}"], arrays[f"intercept_{i}"]
-        if W.dtype.kind != "f" or b.dtype.kind != "f":
-            raise fail(f"layer {i} weights must be floating point, got {W.dtype} and {b.dtype}")
-        if W.dtype != b.dtype or W.dtype != arrays["coef_0"].dtype:
-            raise fail(f"layer {i} mixes dtypes {W.dtype} and {b.dtype}")
-        coefs.append(W)
-        intercepts.append(b)
+    # Their dtypes are the classifier's to check.
+    coefs = [arrays[f"coef_{i}"] for i in range(n_layers)]
+    intercepts = [arrays[f"intercept_{i}"] for i in range(n_layers)]
     temperature = scalar("temperature", "f")
     costs = arrays["costs"]
     if costs.dtype.kind != "f":

@@ -23,6 +23,10 @@ from model.novelty import ClassMahalanobis
 # in-place bias and ReLU went out to memory and back.
 _CHUNK_ROWS = 4_096
 _STANDARD_CLIP = 1e6
+# float32 is what training writes; float64 serves exact computations (gradient checks, models
+# written by hand). float16 overflows at 65,504, which standardized readings reach (they are
+# clipped at _STANDARD_CLIP), and answers NaN; longdouble differs from platform to platform.
+_WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -310,8 +314,10 @@ def _check(clf: Classifier) -> None:
         raise ValueError(
             f"layer shapes {list(sizes)} do not chain from {n_features} features to {n_classes} classes"
         )
-    if not all(np.issubdtype(p.dtype, np.floating) for p in clf.network.params):
-        raise ValueError("weights must be floating point")
+    dtypes = sorted({str(p.dtype) for p in clf.network.params})
+    if len(dtypes) != 1 or np.dtype(dtypes[0]) not in _WEIGHT_DTYPES:
+        allowed = " or all ".join(map(str, _WEIGHT_DTYPES))
+        raise ValueError(f"weights must be all {allowed}, got {', '.join(dtypes)}")
     for name, value in (
         ("mean", clf.standardizer.mean),
         ("scale", clf.standardizer.scale),

@@ -237,6 +237,58 @@ def test_non_finite_weight_is_refused(artifact: Path, bad: float) -> None:
     assert_refused(artifact, "non-finite weight")
 
 
+@pytest.mark.parametrize(
+    ("dtype", "fragment"),
+    [
+        (np.float16, "weights must be all float32 or all float64, got float16"),
+        (np.longdouble, "weights must be all float32 or all float64"),
+        (np.int32, "weights must be all float32 or all float64, got int32"),
+        (np.complex64, "'coef_0' has unsupported dtype complex64"),
+    ],
+)
+def test_weights_of_another_dtype_are_refused(artifact: Path, dtype: Any, fragment: str) -> None:
+    """float16 overflows to inf at 65,504, which standardized readings (clipped at 1e6) reach."""
+    members = read_members(artifact)
+    for key in [k for k in members if k.startswith(("coef_", "intercept_"))]:
+        members[key] = members[key].astype(dtype)
+    write_members(artifact, members)
+    assert_refused(artifact, fragment)
+
+
+def test_weights_of_mixed_dtypes_are_refused(artifact: Path) -> None:
+    members = read_members(artifact)
+    members["intercept_2"] = members["intercept_2"].astype(np.float64)
+    write_members(artifact, members)
+    assert_refused(artifact, "weights must be all float32 or all float64, got float32, float64")
+
+
+def test_float64_weights_round_trip_exactly(
+    trained_classifier: model.Classifier, tmp_path: Path
+) -> None:
+    """Training writes float32; a model computed in float64 (written by hand, say) loads too."""
+    network = model.MLP(
+        [W.astype(np.float64) for W in trained_classifier.network.coefs],
+        [b.astype(np.float64) for b in trained_classifier.network.intercepts],
+    )
+    wide = dataclasses.replace(trained_classifier, network=network)
+    wide.save(tmp_path / "model.npz")
+    loaded = model.load(tmp_path / "model.npz")
+    X = np.random.default_rng(5).normal(size=(50, 2))
+    assert loaded.network.dtype == np.float64
+    assert np.array_equal(loaded.predict_proba(X), wide.predict_proba(X))
+
+
+def test_saving_a_member_that_load_would_refuse_raises_and_writes_nothing(
+    trained_classifier: model.Classifier, tmp_path: Path
+) -> None:
+    """A 1025 x 1025 layer is over the size a member may hold: refused before writing."""
+    network = model.MLP.initialize([2, 1025, 1025, 3], np.random.default_rng(0))
+    wide = dataclasses.replace(trained_classifier, network=network)
+    with pytest.raises(ValueError, match="'coef_1' has 1050625 elements, more than"):
+        wide.save(tmp_path / "model.npz")
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("key", ["mean", "scale", "feature_min", "feature_max"])
 def test_non_finite_normalization_or_range_is_refused(artifact: Path, key: str) -> None:
     members = read_members(artifact)
@@ -306,6 +358,54 @@ def test_corrupt_compressed_member_is_refused(artifact: Path) -> None:
     assert_refused(artifact, "corrupt")
 
 
+def central_directory(data: bytes) -> int:
+    """Where the zip central directory starts, read from the end-of-directory record."""
+    end = data.rfind(b"PK\x05\x06")
+    return int.from_bytes(data[end + 16 : end + 20], "little")
+
+
+def set_bytes(data: bytearray, offset: int, value: bytes) -> None:
+    data[offset : offset + len(value)] = value
+
+
+# Each takes the artifact's bytes and damages its zip structure in place, given where the
+# central directory starts (its first entry describes the first member).
+ZIP_DAMAGE: dict[str, Any] = {
+    "central-directory-signature": lambda d, cd: set_bytes(d, cd, b"XXXX"),
+    "central-directory-offset": lambda d, cd: set_bytes(
+        d, len(d) - 6, (cd + 7).to_bytes(4, "little")
+    ),
+    "unknown-compression-method": lambda d, cd: set_bytes(d, cd + 10, (99).to_bytes(2, "little")),
+    "encrypted-member": lambda d, cd: set_bytes(d, cd + 8, (1).to_bytes(2, "little")),
+    "local-header-offset": lambda d, cd: set_bytes(d, cd + 42, (5).to_bytes(4, "little")),
+    "name-differs-from-local-header": lambda d, cd: set_bytes(d, 30, b"X"),
+    "bytes-cut-from-the-middle": lambda d, cd: d.__delitem__(slice(len(d) // 2, len(d) // 2 + 100)),
+}
+
+
+@pytest.mark.parametrize("damage", ZIP_DAMAGE.values(), ids=ZIP_DAMAGE.keys())
+def test_damaged_zip_structure_is_refused(artifact: Path, damage: Any) -> None:
+    data = bytearray(artifact.read_bytes())
+    damage(data, central_directory(data))
+    artifact.write_bytes(bytes(data))
+    assert_refused(artifact, "corrupt")
+
+
+def test_random_damage_to_the_zip_structure_is_refused_or_harmless(artifact: Path) -> None:
+    """Any byte of the central directory set to any value: the file loads or is refused."""
+    original = artifact.read_bytes()
+    offset = central_directory(original)
+    rng = np.random.default_rng(0)
+    for position in rng.integers(offset, len(original), 60):
+        data = bytearray(original)
+        data[position] = (data[position] + int(rng.integers(1, 256))) % 256
+        artifact.write_bytes(bytes(data))
+        try:
+            model.load(artifact)
+        except model.ArtifactError as exc:
+            assert str(artifact) in str(exc)
+
+
 def test_member_that_is_not_an_npy_array_is_refused(artifact: Path) -> None:
     """A zip member without the .npy suffix comes back from numpy as raw bytes, not an array."""
     members = read_members(artifact)
@@ -361,6 +461,48 @@ def test_member_with_malformed_npy_header_is_refused(artifact: Path, header: str
                 np.save(buffer, value, allow_pickle=False)
                 archive.writestr(f"{key}.npy", buffer.getvalue())
     assert_refused(artifact, "'mean'", "unreadable")
+
+
+def write_with_member(artifact: Path, key: str, npy: bytes) -> None:
+    """Rewrite the artifact with the member for ``key`` replaced by the raw .npy bytes ``npy``."""
+    members = read_members(artifact)
+    with zipfile.ZipFile(artifact, "w") as archive:
+        for name, value in members.items():
+            buffer = io.BytesIO()
+            np.save(buffer, value, allow_pickle=False)
+            archive.writestr(f"{name}.npy", npy if name == key else buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("key", "header", "payload", "fragment"),
+    [
+        # 24 bytes that would become 10^11 empty strings: all memory, before any check.
+        ("features", "<U0", (10**11,), "items of size zero"),
+        ("coef_0", "<f4", (10**11,), "more than"),
+        ("mean", "<f8", (4,), "declares 32 bytes of data, its member holds 24"),
+        ("mean", "<f8", (2,), "declares 16 bytes of data, its member holds 24"),
+        ("mean", "<c16", (1,), "unsupported dtype"),
+        ("mean", "|b1", (24,), "unsupported dtype"),
+        ("mean", "|V8", (3,), "unsupported dtype"),
+    ],
+    ids=[
+        "zero-size-strings",
+        "too-many-elements",
+        "shape-beyond-data",
+        "data-beyond-shape",
+        "complex",
+        "bool",
+        "void",
+    ],
+)
+def test_member_whose_header_does_not_fit_is_refused_before_its_data_is_read(
+    artifact: Path, key: str, header: str, payload: tuple[int, ...], fragment: str
+) -> None:
+    npy = npy_bytes(
+        f"{{'descr': '{header}', 'fortran_order': False, 'shape': {payload}, }}", bytes(24)
+    )
+    write_with_member(artifact, key, npy)
+    assert_refused(artifact, repr(key), fragment)
 
 
 # --- atomic save -----------------------------------------------------------------------
