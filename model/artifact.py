@@ -33,6 +33,9 @@ _MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
 # largest array (64 x 64), room for a 1024 x 1024 layer. A file cannot make a worker build more
 # than this many strings (about 0.3 s and 100 MB for 1-character names).
 _MAX_ELEMENTS = 1 << 20
+# Training writes 7 levels (counting the values at the bottom); the service renders metadata
+# inside its answers, and pydantic refuses to serialize past a few hundred.
+_MAX_METADATA_DEPTH = 32
 _STRING_KEYS = ("features", "units", "classes")
 _FLOAT_KEYS = ("mean", "scale", "feature_min", "feature_max", "lower_limits", "upper_limits")
 _RETRAIN = "retrain with `python -m training` to write a current artifact"
@@ -318,13 +321,18 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
     costs = arrays["costs"]
     if costs.dtype.kind != "f":
         raise fail(f"key 'costs' must be floating point, got {costs.dtype}")
-    metadata_text = scalar("metadata", "U")
     try:
-        metadata = json.loads(metadata_text)
-    except json.JSONDecodeError as exc:
+        metadata = json.loads(
+            scalar("metadata", "U"), parse_constant=_refuse_number, parse_float=_finite_float
+        )
+    except RecursionError:
+        raise fail("metadata is nested too deeply to parse") from None
+    except ValueError as exc:  # JSONDecodeError among them
         raise fail(f"metadata is not valid JSON ({exc})") from None
     if not isinstance(metadata, dict):
         raise fail("metadata must be a JSON object")
+    if _depth(metadata) > _MAX_METADATA_DEPTH:
+        raise fail(f"metadata is nested more than {_MAX_METADATA_DEPTH} levels deep")
     try:
         novelty_model = ClassMahalanobis.from_arrays(arrays)
     except ValueError as exc:
@@ -353,3 +361,29 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
         )
     except ValueError as exc:
         raise fail(f"shape mismatch or invalid value: {exc}") from None
+
+
+def _refuse_number(text: str) -> float:
+    # Python's json reads NaN and Infinity; every later save (`allow_nan=False`) would fail.
+    raise ValueError(f"{text} is not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        _refuse_number(text)
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How many levels of lists and objects ``value`` has, the values at the bottom included."""
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [
+            child
+            for v in level
+            if isinstance(v, dict | list)
+            for child in (v.values() if isinstance(v, dict) else v)
+        ]
+    return depth

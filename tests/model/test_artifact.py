@@ -327,6 +327,45 @@ def test_metadata_that_is_not_json_is_refused(artifact: Path) -> None:
     assert_refused(artifact, "metadata", "JSON")
 
 
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        # Python's json accepts these, but `json.dumps(allow_nan=False)` (every save) does not.
+        ('{"loss": NaN}', "NaN"),
+        ('{"loss": Infinity}', "Infinity"),
+        ('{"loss": [-Infinity]}', "-Infinity"),
+        ('{"loss": 1e999}', "1e999"),
+        # Deeper than the parser's recursion limit, and deeper than the service can render.
+        ("[" * 100_000 + "]" * 100_000, "nested"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "nested"),
+        ('{"a": ' * 40 + "1" + "}" * 40, "nested more than 32 levels deep"),
+    ],
+    ids=[
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "overflowing-number",
+        "deep-list",
+        "deep-object",
+        "deep",
+    ],
+)
+def test_metadata_that_json_does_not_allow_is_refused(
+    artifact: Path, text: str, fragment: str
+) -> None:
+    members = read_members(artifact)
+    members["metadata"] = np.array(text)
+    write_members(artifact, members)
+    assert_refused(artifact, "metadata", fragment)
+
+
+def test_metadata_nested_as_deep_as_allowed_loads(artifact: Path) -> None:
+    members = read_members(artifact)
+    members["metadata"] = np.array('{"a": ' * 31 + "1" + "}" * 31)
+    write_members(artifact, members)
+    assert model.load(artifact).metadata["a"]["a"]["a"]
+
+
 def member_data_offset(path: Path, name: str) -> tuple[int, int]:
     """(offset, size) of a zip member's stored bytes, read from its local file header."""
     with zipfile.ZipFile(path) as archive:
