@@ -7,6 +7,7 @@ import gzip
 import io
 import logging
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,6 @@ SYNTHETIC_BOXES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 CANONICAL_CLASSES = SYNTHETIC_CLASSES
 DEFAULT_FEATURES = SYNTHETIC_FEATURES
 DEFAULT_LABEL = "label"
-# The header is line 1 in an editor, so data row i (0-based) is on line i + 2.
-_FIRST_DATA_LINE = 2
 
 
 class DataError(Exception):
@@ -135,24 +134,8 @@ def _location(
     return where
 
 
-def read_header(path: Path) -> list[str]:
-    """Column names on line 1 of the CSV file ``path``; raises DataError when unreadable."""
-    import pandas as pd
-
-    try:
-        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a CSV file") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty (expected a header line)") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
-        raise DataError(f"{path}: cannot read as CSV ({exc})") from None
-
-
 def _check_columns(path: Path, header: list[str], wanted: dict[str, str]) -> None:
-    """Raise DataError naming line 1 and the first wanted column missing from ``header``."""
+    """Raise DataError naming line 1 and the first wanted column missing from ``header`` or in it twice."""
     duplicates = sorted({c for c in header if header.count(c) > 1})
     for role, column in wanted.items():
         if column not in header:
@@ -255,53 +238,65 @@ def _check_arguments(
         raise DataError(f"{len(units)} units given for {len(features)} features")
 
 
-def _open_text_bytes(path: Path) -> bytes:
-    """The whole file's bytes, decompressed when it is gzip (as pandas infers from ``.gz``)."""
-    if path.suffix.lower() == ".gz":
+def _read_bytes(path: Path) -> bytes:
+    """The whole file, decompressed when its name ends in ``.gz``; raises DataError when unreadable."""
+    try:
+        if path.suffix.lower() != ".gz":
+            return path.read_bytes()
         with gzip.open(path, "rb") as f:
             return f.read()
-    return path.read_bytes()
-
-
-def check_field_counts(path: Path, n_fields: int) -> None:
-    """Raise DataError naming the first line whose number of fields is not the header's ``n_fields``.
-
-    pandas fills a short row with missing values and, reading only some columns, drops a long
-    row's extra fields without a word: either way the values may sit in the wrong columns.
-    Blank lines are left to the cell checks (they are rows of missing values). Without quote
-    characters a field is what lies between commas, counted in one vectorized pass; a file
-    with quotes goes through the csv module, which knows that a quoted comma is no separator.
-    """
-    try:
-        data = _open_text_bytes(path)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except FileNotFoundError:
+        raise DataError(f"{path}: file does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a CSV file") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        # A damaged or cut-short .gz raises BadGzipFile (an OSError), EOFError or zlib.error.
         raise DataError(f"{path}: cannot read ({exc})") from None
+
+
+def _records(path: Path, data: bytes) -> tuple[list[str], NDArray[np.int64], NDArray[np.int64]]:
+    """The header's column names, and per data record the line it starts on and its field count.
+
+    Lines are counted as an editor shows them: LF, CR LF and a lone CR each end one, and a
+    quoted line break is part of a value, not the end of a record. A blank line is a
+    record of 0 fields (pandas reads it as a row of missing values). Without quote characters
+    a field is what lies between commas, counted in one vectorized pass; a file with quotes
+    goes through the csv module, which knows that a quoted comma or newline is no separator.
+    """
+    if not data.strip():
+        raise DataError(f"{path}: file is empty (expected a header line)")
     if b'"' in data:
-        text = io.StringIO(data.decode("utf-8", errors="replace"), newline="")
-        reader = csv.reader(text)
-        for fields in reader:
-            if reader.line_num == 1 or not fields:
-                continue
-            if len(fields) != n_fields:
-                _ragged(path, reader.line_num, len(fields), n_fields)
-        return
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
+        try:
+            header = next(reader)
+            starts, counts, last = [], [], reader.line_num
+            for fields in reader:
+                # line_num is where a record ends; the next one starts on the line after.
+                starts.append(last + 1)
+                counts.append(len(fields))
+                last = reader.line_num
+        except csv.Error as exc:
+            raise DataError(f"{path}: cannot read as CSV ({exc})") from None
+        return header, np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
     raw = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(raw == ord("\n"))
+    carriages = np.flatnonzero(raw == ord("\r"))
+    # A \r ends a line unless a \n follows it (then the \n does).
+    lone = carriages[raw[np.minimum(carriages + 1, raw.size - 1)] != ord("\n")]
+    if lone.size:
+        ends = np.union1d(ends, lone)
     if ends.size == 0 or ends[-1] != raw.size - 1:
-        ends = np.append(ends, raw.size)  # a last line without a newline
+        ends = np.append(ends, raw.size)  # a last line without a line ending
     starts = np.concatenate(([0], ends[:-1] + 1))
     commas = np.bincount(
         np.searchsorted(ends, np.flatnonzero(raw == ord(","))), minlength=ends.size
     )
     length = ends - starts
     # A line holding nothing, or only the \r of a \r\n ending, is blank.
-    carriage = (length == 1) & (raw[np.minimum(starts, raw.size - 1)] == ord("\r"))
-    blank = (length == 0) | carriage
-    bad = (commas + 1 != n_fields) & ~blank
-    bad[0] = False  # the header
-    if bad.any():
-        index = int(np.argmax(bad))
-        _ragged(path, index + 1, int(commas[index]) + 1, n_fields)
+    crlf = (length == 1) & (raw[np.minimum(starts, raw.size - 1)] == ord("\r"))
+    counts = np.where((length == 0) | crlf, 0, commas + 1)
+    header = data[: ends[0]].decode("utf-8-sig", errors="replace").rstrip("\r").split(",")
+    return header, np.arange(2, ends.size + 1, dtype=np.int64), counts[1:]
 
 
 def _ragged(path: Path, line: int, found: int, expected: int) -> None:
@@ -332,7 +327,7 @@ def load_csv(
     checked: missing, non-numeric, NaN and infinite readings and missing labels or
     groups raise DataError naming the file, the first bad line and its column, unless
     ``drop_invalid`` skips those rows (the count is logged and kept in ``description``).
-    Returns a Dataset whose ``lines`` hold each row's line number in the file.
+    Returns a Dataset whose ``lines`` hold the line each row starts on in the file.
     """
     import pandas as pd
 
@@ -340,23 +335,27 @@ def load_csv(
     features = tuple(features)
     _check_arguments(features, label, group_column, units)
 
-    header = read_header(path)
+    data = _read_bytes(path)
+    header, lines, counts = _records(path, data)
     wanted = {f"feature {i + 1}": name for i, name in enumerate(features)} | {"label": label}
     if group_column is not None:
         wanted["group"] = group_column
     _check_columns(path, header, wanted)
-    check_field_counts(path, len(header))
+    ragged = (counts != len(header)) & (counts != 0)
+    if ragged.any():
+        row = int(np.argmax(ragged))
+        _ragged(path, int(lines[row]), int(counts[row]), len(header))
 
     columns = [*features, label, *([group_column] if group_column is not None else [])]
     try:
         frame = pd.read_csv(
-            path,
+            io.BytesIO(data),
             usecols=columns,
             # Only an empty cell is missing: "nan" or "inf" written in a file are reported
             # as such instead of silently becoming NaN.
             keep_default_na=False,
             na_values=[""],
-            # Blank lines stay as (empty) rows so that row i is always on line i + 2.
+            # Blank lines stay as (empty) rows so that row i is the record on lines[i].
             skip_blank_lines=False,
             dtype={label: "category"}
             | ({group_column: "category"} if group_column is not None else {}),
@@ -367,6 +366,8 @@ def load_csv(
         raise DataError(f"{path}: cannot read as CSV ({exc})") from None
     if len(frame) == 0:
         raise DataError(f"{path}: no data rows after the header")
+    if len(frame) != len(lines):
+        raise DataError(f"{path}: cannot read as CSV ({len(frame)} rows on {len(lines)} lines)")
     return _dataset_from_frame(
         frame,
         path,
@@ -376,9 +377,9 @@ def load_csv(
         drop_invalid,
         classes,
         units,
-        locate=lambda row, column: _location(path, row + _FIRST_DATA_LINE, column),
+        locate=lambda row, column: _location(path, int(lines[row]), column),
         source="csv",
-        first_number=_FIRST_DATA_LINE,
+        numbers=lines,
     )
 
 
@@ -442,7 +443,7 @@ def load_parquet(
         units,
         locate=lambda row, column: _location(path, column=column, row=row + 1),
         source="parquet",
-        first_number=1,
+        numbers=np.arange(1, len(frame) + 1, dtype=np.int64),
     )
 
 
@@ -485,9 +486,13 @@ def _dataset_from_frame(
     units: tuple[str, ...] | None,
     locate: Callable[[int, str], str],
     source: str,
-    first_number: int,
+    numbers: NDArray[np.int64],
 ) -> Dataset:
-    """Check every cell of a read ``frame`` and build the Dataset; errors name ``locate(row, column)``."""
+    """Check every cell of a read ``frame`` and build the Dataset; errors name ``locate(row, column)``.
+
+    ``numbers`` (n_rows,) are the rows' line numbers (CSV) or row numbers (Parquet), kept as
+    the Dataset's ``lines``.
+    """
     columns = [*features, label, *([group_column] if group_column is not None else [])]
     n_rows = len(frame)
 
@@ -534,7 +539,6 @@ def _dataset_from_frame(
     if n_invalid:
         logger.warning("%s: skipped %d invalid rows of %d", path, n_invalid, n_rows)
         X, y = X[keep], y[keep]
-    lines = (np.flatnonzero(keep) + first_number).astype(np.int64)
     groups = None
     if group_column is not None:
         groups = np.asarray(frame[group_column].cat.codes.to_numpy()[keep], dtype=np.intp)
@@ -565,7 +569,7 @@ def _dataset_from_frame(
         features=features,
         units=tuple(units) if units is not None else ("",) * len(features),
         groups=groups,
-        lines=lines,
+        lines=numbers[keep],
         description=description,
     )
 

@@ -122,6 +122,11 @@ def test_trains_on_a_csv_with_three_features_and_two_classes(
 
 BAD_DATA = {
     "missing column": ("temperature,label\n1,normal\n", "line 1, column 'vibration'"),
+    "duplicate column": (
+        "temperature,vibration,label,vibration\n"
+        + "".join(f"{row},1\n" for row in GOOD_CSV.splitlines()[1:]),
+        "line 1, column 'vibration': the header names 'vibration' twice",
+    ),
     "non-numeric": (
         GOOD_CSV + "12,abc,normal\n",
         "line 92, column 'vibration': non-numeric value 'abc'",

@@ -144,6 +144,26 @@ def test_load_csv_any_number_of_features_and_classes(write_csv) -> None:
             "temperature",
             "missing value",
         ),
+        # A quoted newline belongs to the value: the lines are those an editor shows.
+        (
+            'temperature,vibration,label\n1,2,"nor\nmal"\n3,x7,warning\n',
+            4,
+            "vibration",
+            "non-numeric value 'x7'",
+        ),
+        (
+            'temperature,vibration,label\r1,2,"nor\r\nmal"\r3,,warning\r',
+            4,
+            "vibration",
+            "missing value",
+        ),
+        # Each column once: pandas would quietly read the second as 'temperature.1'.
+        (
+            "temperature,vibration,label,temperature\n1,2,normal,3\n",
+            1,
+            "temperature",
+            "the header names 'temperature' twice",
+        ),
     ],
 )
 def test_bad_cells_are_named_by_file_line_and_column(

@@ -36,6 +36,12 @@ def write_parquet(path: Path, columns: dict[str, list]) -> Path:
         ("temperature,vibration,label\r\n1,2,normal\r\n3,4,warning,,\r\n", 3, 5),
         # Quotes: a quoted comma is part of a value, not a separator.
         ('temperature,vibration,label\n1,2,"nor,mal"\n3,4,warning,x\n', 3, 4),
+        # Old Mac line endings: a lone \r ends a line, as an editor shows it.
+        ("temperature,vibration,label\r1,2,normal\r3,4\r5,6,warning\r", 3, 2),
+        ("temperature,vibration,label\r1,2,normal\r\r5,6,warning,7", 4, 4),
+        # A quoted newline is part of a value: the line named is the one the row starts on.
+        ('temperature,vibration,label\n1,2,"nor\nmal",9\n3,4,warning\n', 2, 4),
+        ('temperature,vibration,label\n1,2,"nor\nmal"\n3,4\n', 4, 2),
     ],
 )
 def test_ragged_rows_name_file_and_line(write_csv, text: str, line: int, found: int) -> None:
@@ -78,6 +84,38 @@ def test_csv_gz_reads_like_csv(tmp_path: Path, write_csv) -> None:
     ragged.write_bytes(gzip.compress(b"temperature,vibration,label\n1,2,normal\n3,warning\n"))
     with pytest.raises(DataError, match=r"ragged\.csv\.gz, line 3: 2 fields"):
         load_data(ragged)
+
+
+def _gzipped_rows(n: int) -> bytes:
+    rng = np.random.default_rng(0)
+    rows = "".join(f"{t:.6f},{v:.6f},normal\n" for t, v in rng.uniform(0, 9, (n, 2)))
+    return gzip.compress(("temperature,vibration,label\n" + rows).encode())
+
+
+def _damaged(packed: bytes, at: float) -> bytes:
+    i = int(at * len(packed))
+    return packed[:i] + bytes(b ^ 0x5A for b in packed[i : i + 16]) + packed[i + 16 :]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[: len(b) // 2], id="cut in half"),
+        pytest.param(lambda b: b[:-4], id="trailer cut"),
+        pytest.param(lambda b: _damaged(b, 0.2), id="corrupt early"),
+        pytest.param(lambda b: _damaged(b, 0.9), id="corrupt late"),
+        pytest.param(lambda b: b"not gzip at all", id="not gzip"),
+    ],
+)
+@pytest.mark.parametrize("rows", [20, 20_000])
+def test_damaged_csv_gz_exits_2_naming_the_file(damage, rows: int, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "data.csv.gz"
+    path.write_bytes(damage(_gzipped_rows(rows)))
+    out = tmp_path / "m.npz"
+    assert main(["--data", str(path), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: cannot read" in err
+    assert not out.exists()
 
 
 def test_parquet_reads_like_csv(tmp_path: Path, write_csv) -> None:
