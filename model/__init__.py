@@ -2,6 +2,8 @@
 
 from model.artifact import FORMAT_VERSION, ArtifactError, load
 from model.calibration import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
     brier_score,
     expected_calibration_error,
     fit_temperature,
@@ -19,6 +21,8 @@ from model.optimizers import SGD, Adam
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_TEMPERATURE",
+    "MIN_TEMPERATURE",
     "MLP",
     "PSI_EPSILON",
     "SGD",

@@ -8,8 +8,10 @@ from numpy.typing import ArrayLike, NDArray
 FloatArray = NDArray[np.floating]
 
 # Temperatures outside this range mean the logits carry no usable signal (or a bug upstream).
-_MIN_TEMPERATURE = 1e-2
-_MAX_TEMPERATURE = 1e2
+# fit_temperature searches only this range, and a Classifier accepts only this range: at least
+# 1e-2, float32 logits (at most 3.4e38) divided by it stay far from float64's 1.8e308.
+MIN_TEMPERATURE = 1e-2
+MAX_TEMPERATURE = 1e2
 
 
 def log_softmax(Z: ArrayLike) -> FloatArray:
@@ -120,7 +122,7 @@ def fit_temperature(logits: ArrayLike, y: ArrayLike, max_iter: int = 100) -> flo
         variance = (P * Z * Z).sum(axis=1) - expected**2
         return float((expected - z_true).mean()), float(variance.mean())
 
-    lo, hi = 1.0 / _MAX_TEMPERATURE, 1.0 / _MIN_TEMPERATURE
+    lo, hi = 1.0 / MAX_TEMPERATURE, 1.0 / MIN_TEMPERATURE
     beta = 1.0
     for _ in range(max_iter):
         gradient, curvature = derivatives(beta)

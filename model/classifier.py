@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from model.calibration import softmax
+from model.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, softmax
 from model.drift import DriftReference
 from model.network import MLP
 from model.normalization import Standardizer
@@ -34,7 +34,8 @@ class Classifier:
     """Everything needed to serve: network, normalization, calibration and what the inputs mean.
 
     feature_min, feature_max : ndarray of shape (n_features,), the range seen in training
-    temperature : calibration temperature; probabilities are ``softmax(logits / temperature)``
+    temperature : calibration temperature; probabilities are ``softmax(logits / temperature)``;
+        between ``MIN_TEMPERATURE`` and ``MAX_TEMPERATURE``, the range ``fit_temperature`` searches
     costs : ndarray of shape (n_classes, n_classes), ``costs[i, j]`` what answering class j
         costs when the truth is class i; None gives ``default_costs`` (0 on the diagonal, 1
         elsewhere: the decision is then argmax). ``decide`` answers by least expected cost.
@@ -353,9 +354,10 @@ def _check(clf: Classifier) -> None:
     if outside.any():
         name = clf.features[int(np.flatnonzero(outside)[0])]
         raise ValueError(f"training readings of {name!r} lie outside its physical limits")
-    if not (np.isfinite(clf.temperature) and clf.temperature > 0):
+    if not MIN_TEMPERATURE <= clf.temperature <= MAX_TEMPERATURE:
         raise ValueError(
-            f"calibration temperature must be positive and finite, got {clf.temperature}"
+            f"calibration temperature must be between {MIN_TEMPERATURE:g} and "
+            f"{MAX_TEMPERATURE:g} (the range fit_temperature searches), got {clf.temperature}"
         )
     novelty_shape = (clf.novelty_model.n_classes, clf.novelty_model.n_features)
     if novelty_shape != (n_classes, n_features):

@@ -297,12 +297,20 @@ def test_non_finite_normalization_or_range_is_refused(artifact: Path, key: str) 
     assert_refused(artifact, "non-finite", key)
 
 
-@pytest.mark.parametrize("temperature", [0.0, -1.0, np.nan])
+@pytest.mark.parametrize("temperature", [0.0, -1.0, np.nan, 5e-324, 1e-3, 1e3, np.inf])
 def test_invalid_temperature_is_refused(artifact: Path, temperature: float) -> None:
     members = read_members(artifact)
     members["temperature"] = np.array(temperature)
     write_members(artifact, members)
     assert_refused(artifact, "temperature")
+
+
+@pytest.mark.parametrize("temperature", [model.MIN_TEMPERATURE, model.MAX_TEMPERATURE])
+def test_temperatures_at_the_ends_of_the_fitted_range_load(
+    trained_classifier: model.Classifier, tmp_path: Path, temperature: float
+) -> None:
+    dataclasses.replace(trained_classifier, temperature=temperature).save(tmp_path / "m.npz")
+    assert model.load(tmp_path / "m.npz").temperature == temperature
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0])

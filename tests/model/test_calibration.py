@@ -134,6 +134,20 @@ def test_fit_temperature_converges_in_a_few_newton_steps(seed: int) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("sharpness", "end"), [(1e-6, model.MIN_TEMPERATURE), (1e6, model.MAX_TEMPERATURE)]
+)
+def test_fit_temperature_stays_in_the_range_a_classifier_accepts(
+    sharpness: float, end: float
+) -> None:
+    """Logits far too timid or far too confident: the fit stops at an end of the range, which
+    a Classifier (and so the artifact) accepts."""
+    Z, y = noisy_logits(np.random.default_rng(1), 2_000, 3, sharpness)
+    temperature = model.fit_temperature(Z, y)
+    assert model.MIN_TEMPERATURE <= temperature <= model.MAX_TEMPERATURE
+    assert temperature == pytest.approx(end, rel=1e-6)
+
+
 def test_fit_temperature_rejects_mismatched_inputs() -> None:
     with pytest.raises(ValueError, match="fit_temperature"):
         model.fit_temperature(np.zeros((3, 2)), np.zeros(4, dtype=int))

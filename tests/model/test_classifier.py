@@ -241,6 +241,8 @@ def test_properties_describe_the_model(trained_classifier: model.Classifier) -> 
         ({"units": ("mm/s",)}, "units"),
         ({"temperature": 0.0}, "temperature"),
         ({"temperature": float("inf")}, "temperature"),
+        ({"temperature": 5e-324}, "temperature must be between"),
+        ({"temperature": 1e3}, "temperature must be between"),
         ({"feature_min": [1.0, 0.0], "feature_max": [0.0, 1.0]}, "feature_min exceeds"),
         ({"feature_min": [0.0, 0.0, 0.0]}, "feature_min has shape"),
         ({"classes": ("a", "b")}, "do not chain"),
