@@ -12,7 +12,7 @@ from model.calibration import (
     reliability_bins,
     softmax,
 )
-from model.classifier import Classifier, check_costs, default_costs
+from model.classifier import MAX_COST, Classifier, check_costs, default_costs
 from model.drift import PSI_EPSILON, DriftReference, psi
 from model.network import MLP
 from model.normalization import Standardizer
@@ -21,6 +21,7 @@ from model.optimizers import SGD, Adam
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_COST",
     "MAX_TEMPERATURE",
     "MIN_TEMPERATURE",
     "MLP",

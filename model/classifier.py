@@ -27,6 +27,11 @@ _STANDARD_CLIP = 1e6
 # written by hand). float16 overflows at 65,504, which standardized readings reach (they are
 # clipped at _STANDARD_CLIP), and answers NaN; longdouble differs from platform to platform.
 _WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The largest cost of a wrong answer. Costs weigh mistakes against each other, and a mistake a
+# trillion times worse than a false alarm is already beyond any sense; the bound keeps every
+# sum of costs finite: an expected cost is at most MAX_COST (probabilities sum to 1), and 1000
+# readings' worth over 10,000 classes is at most 1e19, far from float64's 1.8e308.
+MAX_COST = 1e12
 
 
 @dataclass(frozen=True, eq=False)
@@ -385,8 +390,9 @@ def default_costs(n_classes: int) -> NDArray[np.float64]:
 def check_costs(costs: NDArray[Any], classes: Sequence[str]) -> None:
     """Raise ValueError unless ``costs`` is a valid cost matrix for ``classes``.
 
-    Valid: shape (n_classes, n_classes), every entry finite and >= 0, zero on the diagonal
-    (a right answer costs nothing). The message names the first offending entry by class.
+    Valid: shape (n_classes, n_classes), every entry finite, >= 0 and at most ``MAX_COST``,
+    zero on the diagonal (a right answer costs nothing). The message names the first offending
+    entry by class.
     """
     n = len(classes)
     if np.shape(costs) != (n, n):
@@ -397,6 +403,7 @@ def check_costs(costs: NDArray[Any], classes: Sequence[str]) -> None:
     for problem, bad in (
         ("is not finite", ~np.isfinite(costs)),
         ("is negative", costs < 0),
+        (f"is more than {MAX_COST:g}", costs > MAX_COST),
         ("is not 0 (a right answer costs nothing)", np.eye(n, dtype=bool) & (costs != 0)),
     ):
         if bad.any():

@@ -160,6 +160,10 @@ def test_decisions_on_real_predictions(trained_classifier: model.Classifier) -> 
         ),
         ([[0, 1, 1], [1, 0, 1], [np.nan, 1, 0]], "is not finite"),
         ([[0, 1, 1], [1, 2, 1], [1, 1, 0]], "'warning' when the truth is 'warning' is not 0"),
+        (
+            [[0, 1, 1], [1, 0, 1], [1e13, 1, 0]],
+            "'normal' when the truth is 'critical' is more than 1e\\+12",
+        ),
     ],
 )
 def test_construction_rejects_bad_cost_matrices(
@@ -167,6 +171,14 @@ def test_construction_rejects_bad_cost_matrices(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         with_costs(trained_classifier, costs)
+
+
+def test_costs_up_to_the_bound_are_accepted(trained_classifier: model.Classifier) -> None:
+    costs = np.full((3, 3), model.MAX_COST) - np.diag(np.full(3, model.MAX_COST))
+    clf = with_costs(trained_classifier, costs)
+    P = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    assert np.all(np.isfinite(clf.expected_costs(P)))
+    assert clf.decide(P).tolist() == [0, 0]
 
 
 def test_the_matrix_is_a_private_read_only_copy(trained_classifier: model.Classifier) -> None:
@@ -206,6 +218,8 @@ def test_costs_round_trip_and_change_the_version(
         (np.array([[0, 1, 1], [1, 0, 1], [np.nan, 1, 0]]), ("is not finite",)),
         (np.array([[1.0, 1, 1], [1, 0, 1], [1, 1, 0]]), ("is not 0",)),
         (np.zeros((3, 3), dtype=np.int64), ("'costs' must be floating point",)),
+        # Finite, but expected costs overflow to inf: decide would answer class 0 for anything.
+        (np.array([[0, 1e307, 1e308], [1, 0, 1], [1, 1, 0]]), ("is more than",)),
     ],
 )
 def test_load_refuses_bad_cost_matrices(
