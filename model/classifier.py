@@ -295,6 +295,34 @@ class Classifier:
         _, _, lows, highs = self._reading_bounds
         return all(lo <= v <= hi for lo, v, hi in zip(lows, reading, highs, strict=True))
 
+    def self_test(self) -> None:
+        """Raise ValueError unless logits, probabilities and novelty are finite at a few readings.
+
+        Finite weights can still overflow (weights of 3e38 answer NaN for any reading). The
+        readings: the training mean, ``feature_min`` and ``feature_max``, and the farthest any
+        reading reaches after standardization, every feature ``_STANDARD_CLIP`` standard
+        deviations below or above the mean. A probe, not a proof. Part of construction, so of
+        every load; it reads the live weights, so a readiness check can call it again.
+        """
+        mean, far = self.standardizer.mean, _STANDARD_CLIP * self.standardizer.scale
+        probes = {
+            "the training mean": mean,
+            "feature_min": self.feature_min,
+            "feature_max": self.feature_max,
+            f"{_STANDARD_CLIP:g} standard deviations below the mean": mean - far,
+            f"{_STANDARD_CLIP:g} standard deviations above the mean": mean + far,
+        }
+        X = np.array(list(probes.values()))
+        with np.errstate(all="ignore"):  # overflow is what is looked for
+            answers = np.hstack([self.logits(X), self.predict_proba(X), self.novelty(X)[:, None]])
+        finite = np.isfinite(answers).all(axis=1)
+        if not finite.all():
+            where = list(probes)[int(np.argmin(finite))]
+            raise ValueError(
+                f"the model's logits, probabilities or novelty are not finite at {where}: "
+                "its parameters overflow"
+            )
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the artifact atomically (``model.artifact.save``)."""
         # Imported here: the file format depends on the classifier, not the other way round.
@@ -380,6 +408,7 @@ def _check(clf: Classifier) -> None:
             f"the drift reference covers {reference.n_features} features and "
             f"{reference.n_classes} classes, the model has {n_features} and {n_classes}"
         )
+    clf.self_test()
 
 
 def default_costs(n_classes: int) -> NDArray[np.float64]:

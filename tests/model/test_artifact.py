@@ -289,6 +289,40 @@ def test_saving_a_member_that_load_would_refuse_raises_and_writes_nothing(
     assert os.listdir(tmp_path) == []
 
 
+def overflow_everywhere(members: dict[str, NDArray[Any]]) -> None:
+    """The audit's file: finite float32 weights of 3e38 overflow for any reading."""
+    for key in [k for k in members if k.startswith("coef_")]:
+        members[key] = np.full_like(members[key], 3e38)
+
+
+def overflow_off_the_mean(members: dict[str, NDArray[Any]]) -> None:
+    """Zero biases and a huge first layer: the mean (standardized to 0) answers, little else."""
+    members["coef_0"] = np.full_like(members["coef_0"], 1e38)
+    for key in [k for k in members if k.startswith("intercept_")]:
+        members[key] = np.zeros_like(members[key])
+
+
+def overflow_far_out(members: dict[str, NDArray[Any]]) -> None:
+    """Fine on the training range, NaN for readings far beyond it (which are served, flagged)."""
+    members["coef_0"] = members["coef_0"] * np.float32(1e32)
+    members["intercept_0"] = members["intercept_0"] * np.float32(1e32)
+
+
+def overflow_in_novelty(members: dict[str, NDArray[Any]]) -> None:
+    members["novelty_whiteners"] = members["novelty_whiteners"] * 1e300
+
+
+@pytest.mark.parametrize(
+    "damage", [overflow_everywhere, overflow_off_the_mean, overflow_far_out, overflow_in_novelty]
+)
+def test_model_whose_answers_are_not_finite_is_refused(artifact: Path, damage: Any) -> None:
+    """Finite weights that make the service answer null probabilities (or novelty) are refused."""
+    members = read_members(artifact)
+    damage(members)
+    write_members(artifact, members)
+    assert_refused(artifact, "not finite")
+
+
 @pytest.mark.parametrize("key", ["mean", "scale", "feature_min", "feature_max"])
 def test_non_finite_normalization_or_range_is_refused(artifact: Path, key: str) -> None:
     members = read_members(artifact)

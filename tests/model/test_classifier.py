@@ -265,6 +265,32 @@ def test_construction_rejects_inconsistent_models(
         model.Classifier(**(fields | changes))
 
 
+def test_self_test_passes_for_a_trained_model(trained_classifier: model.Classifier) -> None:
+    trained_classifier.self_test()
+
+
+def test_construction_refuses_a_network_whose_answers_overflow(
+    trained_classifier: model.Classifier,
+) -> None:
+    coefs = [np.full_like(W, 3e38) for W in trained_classifier.network.coefs]
+    network = model.MLP(coefs, trained_classifier.network.intercepts)
+    with pytest.raises(ValueError, match="not finite at the training mean"):
+        dataclasses.replace(trained_classifier, network=network)
+
+
+def test_self_test_sees_weights_changed_after_construction(
+    trained_classifier: model.Classifier,
+) -> None:
+    """What the service's readiness check relies on: the live weights are tested."""
+    coefs = [W.copy() for W in trained_classifier.network.coefs]
+    clf = dataclasses.replace(
+        trained_classifier, network=model.MLP(coefs, trained_classifier.network.intercepts)
+    )
+    coefs[0][:] = 1e38
+    with pytest.raises(ValueError, match="not finite"):
+        clf.self_test()
+
+
 def test_absurd_finite_readings_give_finite_probabilities() -> None:
     """A gateway may send 1e300; the answer must still be a probability distribution."""
     rng = np.random.default_rng(3)
