@@ -183,22 +183,37 @@ def _describe(what: str, column: Any, row: int) -> str:
 _MISSING, _UNKNOWN = -1, -2
 
 
-def _label_codes(
-    values: Any, classes: tuple[str, ...] | None
-) -> tuple[NDArray[np.intp], tuple[str, ...]]:
-    """Class index per row (n_rows,) of a categorical label column, and the class order.
+def _text_codes(values: Any) -> tuple[NDArray[np.intp], list[str]]:
+    """Codes (n_rows,) and names of a label or group column (a pandas Series of text).
 
-    Labels are compared without surrounding spaces ("normal " in a hand-edited file is
-    "normal"). A missing or blank label gets code -1; with ``classes`` given, a label outside
-    them gets -2. Without ``classes`` the order is made from the data (``order_classes``).
+    Labels and groups are the text in the file without surrounding spaces: "normal " in a
+    hand-edited file is "normal", and " m1" is machine m1 (else its rows could land on both
+    sides of a split). A blank or missing one gets code -1. Names are numbered in order of
+    first appearance, so a file's groups keep their ids whatever they are called. CSV and
+    Parquet both go through here.
     """
-    names = [str(c).strip() for c in values.cat.categories]
-    ordered = classes if classes is not None else order_classes({n for n in names if n})
-    index = {name: i for i, name in enumerate(ordered)} | {"": _MISSING}
-    # One lookup per category instead of one per row; the last entry serves pandas' code -1
-    # (an empty cell).
+    import pandas as pd
+
+    codes, raw = pd.factorize(values)
+    # Stripping the few distinct values, not every row, then merging those that now agree.
+    index: dict[str, int] = {}
+    merged = [index.setdefault(name, len(index)) if name else _MISSING for name in raw.str.strip()]
+    return np.array([*merged, _MISSING], dtype=np.intp)[codes], list(index)
+
+
+def _label_codes(
+    codes: NDArray[np.intp], names: list[str], classes: tuple[str, ...] | None
+) -> tuple[NDArray[np.intp], tuple[str, ...]]:
+    """Class index per row (n_rows,) from a label column's ``_text_codes``, and the class order.
+
+    A missing label gets code -1; with ``classes`` given, a label outside them gets -2.
+    Without ``classes`` the order is made from the data (``order_classes``).
+    """
+    ordered = classes if classes is not None else order_classes(set(names))
+    index = {name: i for i, name in enumerate(ordered)}
+    # One lookup per name instead of one per row; the last entry serves code -1.
     lookup = np.array([index.get(n, _UNKNOWN) for n in names] + [_MISSING], dtype=np.intp)
-    return lookup[values.cat.codes.to_numpy()], tuple(ordered)
+    return lookup[codes], tuple(ordered)
 
 
 def is_parquet(path: str | os.PathLike[str]) -> bool:
@@ -357,8 +372,8 @@ def load_csv(
             na_values=[""],
             # Blank lines stay as (empty) rows so that row i is the record on lines[i].
             skip_blank_lines=False,
-            dtype={label: "category"}
-            | ({group_column: "category"} if group_column is not None else {}),
+            # Labels and groups as written: pandas would make "007" and "7" the number 7.
+            dtype={label: object} | ({group_column: object} if group_column is not None else {}),
             engine="c",
             low_memory=False,
         )
@@ -448,14 +463,13 @@ def load_parquet(
 
 
 def _parquet_frame(table: Any, features: tuple[str, ...], categorical: list[str]) -> Any:
-    """A pandas frame of the shape ``pd.read_csv`` gives: categorical labels and groups as text.
+    """A pandas frame of the shape ``pd.read_csv`` gives: labels and groups as text.
 
     Numeric features keep null (missing) apart from NaN, as the CSV reader does, by staying
     Arrow-backed; text features arrive as strings and go through the same parsing as CSV text.
     """
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     data: dict[str, Any] = {}
     for name in features:
@@ -465,13 +479,7 @@ def _parquet_frame(table: Any, features: tuple[str, ...], categorical: list[str]
         else:
             data[name] = pd.Series(column.cast(pa.string()).to_pandas(), dtype=object)
     for name in categorical:
-        column = table.column(name)
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(pa.string())
-        text = pc.utf8_trim_whitespace(column.cast(pa.string()))
-        # An empty label is missing, as an empty CSV cell is.
-        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-        data[name] = pd.Series(pc.dictionary_encode(text).to_pandas())
+        data[name] = pd.Series(table.column(name).cast(pa.string()).to_pandas())
     return pd.DataFrame(data)
 
 
@@ -512,18 +520,21 @@ def _dataset_from_frame(
         for mask, what in masks:
             note(mask, name, lambda row, w=what, c=frame[name]: _describe(w, c, row))
 
-    y, ordered = _label_codes(frame[label], classes)
+    label_codes, label_names = _text_codes(frame[label])
+    y, ordered = _label_codes(label_codes, label_names, classes)
     note(y == _MISSING, label, lambda row: "missing label")
     note(
         y == _UNKNOWN,
         label,
         lambda row: (
-            f"unknown class {str(frame[label].iloc[row]).strip()!r} "
+            f"unknown class {label_names[label_codes[row]]!r} "
             f"(the model knows {', '.join(ordered)})"
         ),
     )
+    group_codes = None
     if group_column is not None:
-        note(frame[group_column].isna().to_numpy(), group_column, lambda row: "missing group")
+        group_codes, _ = _text_codes(frame[group_column])
+        note(group_codes == _MISSING, group_column, lambda row: "missing group")
 
     n_invalid = int(invalid.sum())
     if problems and not drop_invalid:
@@ -539,9 +550,7 @@ def _dataset_from_frame(
     if n_invalid:
         logger.warning("%s: skipped %d invalid rows of %d", path, n_invalid, n_rows)
         X, y = X[keep], y[keep]
-    groups = None
-    if group_column is not None:
-        groups = np.asarray(frame[group_column].cat.codes.to_numpy()[keep], dtype=np.intp)
+    groups = None if group_codes is None else group_codes[keep]
     if classes is None:
         # A class seen only on skipped rows is no class of this data set.
         present = np.unique(y)

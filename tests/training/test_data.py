@@ -92,6 +92,14 @@ def test_load_csv_reads_features_labels_groups_and_lines(write_csv) -> None:
     assert data.description["rows_dropped"] == 0
 
 
+def test_labels_are_the_text_in_the_file(write_csv) -> None:
+    # pandas would read these as the numbers 1.0 (twice) and 7.0 (twice).
+    path = write_csv("p,label\n1,1\n2,1.0\n3,007\n4, 7\n5,1\n")
+    data = load_csv(path, features=("p",))
+    assert data.classes == ("007", "1", "1.0", "7")
+    np.testing.assert_array_equal(data.y, [1, 2, 0, 3, 1])
+
+
 def test_load_csv_any_number_of_features_and_classes(write_csv) -> None:
     path = write_csv("p,label\n1,b\n2,a\n3,c\n4,a\n")
     data = load_csv(path, features=("p",))

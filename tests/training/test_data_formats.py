@@ -138,6 +138,26 @@ def test_parquet_reads_like_csv(tmp_path: Path, write_csv) -> None:
     assert b.description["source"] == "parquet"
 
 
+def test_parquet_and_csv_agree_on_labels_and_groups(tmp_path: Path, write_csv) -> None:
+    # Text as written, without surrounding spaces: " m1" is machine m1, "07" is not "7".
+    labels, machines = ["07", " 7", "07 ", "7"], ["m1", " m1", "m2 ", "m2"]
+    rows = "".join(
+        f"{i},{lab},{m}\n" for i, (lab, m) in enumerate(zip(labels, machines, strict=True))
+    )
+    a = load_csv(write_csv("x,label,machine\n" + rows), features=("x",), group_column="machine")
+    b = load_parquet(
+        write_parquet(
+            tmp_path / "d.parquet", {"x": [0, 1, 2, 3], "label": labels, "machine": machines}
+        ),
+        features=("x",),
+        group_column="machine",
+    )
+    for data in (a, b):
+        assert data.classes == ("07", "7")
+        np.testing.assert_array_equal(data.y, [0, 1, 0, 1])
+        np.testing.assert_array_equal(data.groups, [0, 0, 1, 1])
+
+
 GOOD_COLUMNS = {
     "temperature": [30.0, 31.0, 45.0, 46.0],
     "vibration": [1.0, 1.5, 2.5, 3.0],
