@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from training.costs import CostError, parse_cost, parse_min_recall
-from training.data import DEFAULT_FEATURES, DEFAULT_LABEL, DataError
+from training.data import DEFAULT_FEATURES, DEFAULT_LABEL, LARGEST_READING, DataError
 from training.limits import parse_limit
 from training.pipeline import DEFAULT_NOVELTY_RATE
 
@@ -136,8 +136,8 @@ def _add_column_options(parser: argparse.ArgumentParser, training: bool) -> None
     columns.add_argument(
         "--drop-invalid",
         action="store_true",
-        help="skip rows with missing, non-numeric, NaN or infinite values (and say how many) "
-        "instead of stopping at the first",
+        help="skip rows with missing, non-numeric, NaN, infinite or huge (beyond "
+        f"±{LARGEST_READING:g}) values (and say how many) instead of stopping at the first",
     )
 
 

@@ -32,6 +32,10 @@ SYNTHETIC_BOXES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 CANONICAL_CLASSES = SYNTHETIC_CLASSES
 DEFAULT_FEATURES = SYNTHETIC_FEATURES
 DEFAULT_LABEL = "label"
+# A reading beyond this magnitude is refused like infinity. No sensor measures anything near
+# it, and below it the squared deviations the Standardizer sums stay inside float64 for any
+# number of rows (from about 1e154 a single square overflows).
+LARGEST_READING = 1e100
 
 
 class DataError(Exception):
@@ -150,9 +154,11 @@ def _check_columns(path: Path, header: list[str], wanted: dict[str, str]) -> Non
 def _numeric_column(values: Any) -> tuple[NDArray[np.float64], list[tuple[NDArray[np.bool_], str]]]:
     """Parse one feature column (a pandas Series of n_rows) into float64 values (n_rows,).
 
-    Also returns, per kind of problem, a boolean mask (n_rows,) of the rows that have it. The C
+    Also returns, per kind of problem, a boolean mask (n_rows,) of the rows that have it (see
+    ``LARGEST_READING`` for what is too large). The C
     parser already turned clean numeric columns into numbers; a column with any text in it
-    arrives as strings and is converted in one vectorized pass.
+    arrives as strings and is converted in one vectorized pass. True and False are text here
+    (pandas reads them as booleans, which would be 1 and 0): a switch is no reading.
     """
     import pandas as pd
 
@@ -161,18 +167,21 @@ def _numeric_column(values: Any) -> tuple[NDArray[np.float64], list[tuple[NDArra
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
         not_number = np.zeros_like(missing)
     else:
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        numbers = pd.to_numeric(values.astype(str), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
         not_number = np.isnan(numbers) & ~missing
         # to_numeric reads the text "nan" as NaN: that cell is reported as NaN, not as text.
         # Only the few cells that failed are looked at as strings.
         suspects = np.flatnonzero(not_number)
         spelled_nan = [str(v).strip().lower() == "nan" for v in values.iloc[suspects]]
         not_number[suspects[np.asarray(spelled_nan, dtype=bool)]] = False
-    non_finite = ~np.isfinite(numbers) & ~missing & ~not_number
+    finite = np.isfinite(numbers)
     return numbers, [
         (missing, "missing value"),
         (not_number, "non-numeric value"),
-        (non_finite, "NaN or infinite value"),
+        (~finite & ~missing & ~not_number, "NaN or infinite value"),
+        (finite & (np.abs(numbers) > LARGEST_READING), f"value beyond ±{LARGEST_READING:g}"),
     ]
 
 
@@ -339,7 +348,7 @@ def load_csv(
 
     A line with more or fewer fields than the header raises DataError naming it, with or
     without ``drop_invalid``: the file's structure is broken, not one value. Every cell is
-    checked: missing, non-numeric, NaN and infinite readings and missing labels or
+    checked: missing, non-numeric, NaN, infinite and huge readings and missing labels or
     groups raise DataError naming the file, the first bad line and its column, unless
     ``drop_invalid`` skips those rows (the count is logged and kept in ``description``).
     Returns a Dataset whose ``lines`` hold the line each row starts on in the file.

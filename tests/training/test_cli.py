@@ -139,6 +139,10 @@ BAD_DATA = {
         GOOD_CSV + "inf,1,normal\n",
         "line 92, column 'temperature': NaN or infinite value 'inf'",
     ),
+    "huge": (
+        GOOD_CSV + "1e308,1,normal\n",
+        "line 92, column 'temperature': value beyond ±1e+100 '1e+308'",
+    ),
     "one class": (
         "temperature,vibration,label\n" + "1,2,normal\n" * 20,
         "column 'label': only one class ('normal')",

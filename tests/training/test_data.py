@@ -165,6 +165,20 @@ def test_load_csv_any_number_of_features_and_classes(write_csv) -> None:
             "vibration",
             "missing value",
         ),
+        # True/False is no reading, though pandas would read it as 1/0.
+        (
+            "temperature,vibration,label\n1,True,normal\n3,False,warning\n",
+            2,
+            "vibration",
+            "non-numeric value 'True'",
+        ),
+        # Squares of readings this large overflow float64: the variance would be infinite.
+        (
+            "temperature,vibration,label\n1,2,normal\n-1e200,4,warning\n",
+            3,
+            "temperature",
+            "value beyond ±1e+100 '-1e+200'",
+        ),
         # Each column once: pandas would quietly read the second as 'temperature.1'.
         (
             "temperature,vibration,label,temperature\n1,2,normal,3\n",

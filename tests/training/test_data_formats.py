@@ -180,6 +180,11 @@ GOOD_COLUMNS = {
             "non-numeric value 'hot'",
         ),
         (
+            {"vibration": [1.0, 1.5, 2.5, 1e300]},
+            "row 4, column 'vibration'",
+            "value beyond ±1e+100 '1e+300'",
+        ),
+        (
             {"label": ["normal", None, "warning", "warning"]},
             "row 2, column 'label'",
             "missing label",
