@@ -296,13 +296,14 @@ class Classifier:
         return all(lo <= v <= hi for lo, v, hi in zip(lows, reading, highs, strict=True))
 
     def self_test(self) -> None:
-        """Raise ValueError unless logits, probabilities and novelty are finite at a few readings.
+        """Raise ValueError unless logits, probabilities and novelty are finite at a few readings,
+        and the probabilities of one reading, as both prediction paths give them, a distribution.
 
         Finite weights can still overflow (weights of 3e38 answer NaN for any reading). The
         readings: the training mean, ``feature_min`` and ``feature_max``, and the farthest any
         reading reaches after standardization, every feature ``_STANDARD_CLIP`` standard
         deviations below or above the mean. A probe, not a proof. Part of construction, so of
-        every load; it reads the live weights, so a readiness check can call it again.
+        every load; it reads the live weights, so the service's readiness check calls it again.
         """
         mean, far = self.standardizer.mean, _STANDARD_CLIP * self.standardizer.scale
         probes = {
@@ -322,6 +323,16 @@ class Classifier:
                 f"the model's logits, probabilities or novelty are not finite at {where}: "
                 "its parameters overflow"
             )
+        for p in (
+            self.predict_proba(mean[None, :])[0].tolist(),
+            self.predict_proba_one(mean.tolist()),
+        ):
+            if len(p) != len(self.classes) or not all(0.0 <= v <= 1.0 for v in p):
+                raise ValueError(
+                    f"the probabilities at the training mean are not a distribution: {p}"
+                )
+            if abs(sum(p) - 1.0) >= 1e-6:
+                raise ValueError(f"the probabilities at the training mean do not sum to 1: {p}")
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the artifact atomically (``model.artifact.save``)."""

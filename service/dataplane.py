@@ -235,24 +235,21 @@ class DataPlane:
     # --- health and description --------------------------------------------------------------
 
     def ready(self) -> Readiness:
-        """Ready means a model is loaded and answers a reading at the middle of its range."""
+        """Ready means a model is loaded and passes its self-test (`Classifier.self_test`)."""
         loaded = self.runtime.current() if self.runtime.loaded is not None else None
         if loaded is None:
             return Readiness(False, None, f"no model loaded from {self.runtime.path}")
         try:
-            clf = loaded.classifier
-            p = clf.predict_proba_one(((clf.feature_min + clf.feature_max) / 2.0).tolist())
-            distribution = len(p) == len(loaded.classes) and all(0.0 <= v <= 1.0 for v in p)
-            if distribution and abs(sum(p) - 1.0) < 1e-6:
-                problem = self.runtime.problem
-                if problem is None:
-                    return Readiness(True, loaded.version, "ok")
-                return Readiness(True, loaded.version, f"serving the last good model; {problem}")
-            detail = f"self-test prediction is not a probability distribution: {p}"
+            loaded.classifier.self_test()
+        except ValueError as exc:
+            return Readiness(False, loaded.version, f"self-test failed: {exc}")
         except Exception as exc:
             logger.exception("self-test prediction failed")
-            detail = f"self-test prediction failed: {exc!r}"
-        return Readiness(False, loaded.version, detail)
+            return Readiness(False, loaded.version, f"self-test prediction failed: {exc!r}")
+        problem = self.runtime.problem
+        if problem is None:
+            return Readiness(True, loaded.version, "ok")
+        return Readiness(True, loaded.version, f"serving the last good model; {problem}")
 
     def describe(self) -> dict[str, Any]:
         """What `GET /model` answers (see `schemas.ModelInfo`)."""
