@@ -546,7 +546,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     metrics = result.metrics
     if args.json:
-        print(json.dumps(metrics | {"model_version": result.classifier.version}))
+        _print_json(metrics | {"model_version": result.classifier.version})
     else:
         print(format_metrics(metrics, title="test metrics"))
     if args.report is not None:
@@ -613,7 +613,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         metrics["candidate_model_version"] = metrics["model_version"]
         metrics["model_version"] = model_version
     if args.json:
-        print(json.dumps(metrics))
+        _print_json(metrics)
     else:
         print(format_metrics(metrics, title=f"{args.model} on {args.data}"))
         print(
@@ -622,6 +622,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"{metrics['novel']:.2%} flagged novel"
         )
     return EXIT_OK
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    """``data`` as one line of strict JSON: NaN or Infinity would not parse for most readers."""
+    print(json.dumps(data, allow_nan=False))
 
 
 def _decision_settings(

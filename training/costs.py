@@ -31,9 +31,11 @@ def parse_cost(text: str) -> tuple[str, str, float]:
         raise argparse.ArgumentTypeError(
             f"cost in {text!r} is not a number: {value_text!r}"
         ) from None
-    if not math.isfinite(value) or value < 0:
+    # The model's bound keeps an expected cost per 1,000 readings finite.
+    if not 0 <= value <= model.MAX_COST:
         raise argparse.ArgumentTypeError(
-            f"cost in {text!r} must be a finite number >= 0, got {value_text!r}"
+            f"cost in {text!r} must be a finite number >= 0 and <= {model.MAX_COST:g}, "
+            f"got {value_text!r}"
         )
     if true == answer:
         raise argparse.ArgumentTypeError(

@@ -113,6 +113,8 @@ def test_costs_rewrite_changes_version_and_decisions_not_probabilities(
         ),
         ("critical:normal=-1", "must be a finite number >= 0"),
         ("critical:normal=inf", "must be a finite number >= 0"),
+        # 1000 x the mean cost would overflow: the expected cost per 1,000 readings is inf.
+        ("critical:normal=1e307", "must be a finite number >= 0 and <= 1e+12"),
         ("critical:critical=3", "the diagonal is always 0"),
         ("critical=3", "expected TRUE:ANSWER=VALUE"),
         ("critical:normal=lots", "is not a number"),
@@ -131,6 +133,25 @@ def test_bad_costs_exit_2(
         assert raised.value.code == 2
         assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def _strict_json(out: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(out.strip().splitlines()[-1], parse_constant=refuse)
+
+
+def test_evaluate_costs_up_to_the_bound_print_strict_json(
+    write_csv, tmp_path: Path, capsys
+) -> None:
+    model_path = tmp_path / "known.npz"
+    _known_classifier(model_path)
+    argv = ["evaluate", "--model", str(model_path), "--data", str(_known_data(write_csv))]
+    assert main([*argv, "--json", "--cost", "a:b=1e12", "--cost", "b:a=1e12"]) == 0
+    got = _strict_json(capsys.readouterr().out)
+    # Equal costs answer as argmax: two of the ten readings wrong, each at the largest cost.
+    assert got["expected_cost_per_1000"] == pytest.approx(1000 * 1e12 * 2 / 10)
 
 
 def test_train_with_costs_stores_them_and_reports_cost(tmp_path: Path, capsys) -> None:
