@@ -57,10 +57,10 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=API_JSON_DEPTH)
     """Deepest JSON nesting accepted (arrays and objects); deeper documents are a 400."""
 
-    request_timeout: float = Field(default=10.0, gt=0)
+    request_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     """Seconds a client has to deliver its whole request body; a slower client gets a 408."""
 
-    reload_interval: float = Field(default=0.5, ge=0)
+    reload_interval: float = Field(default=0.5, ge=0, allow_inf_nan=False)
     """Seconds between checks of the model file for a new artifact: a `stat` of the file, made by
     each worker's watcher and by the first request after the interval; 0 makes every request
     check."""

@@ -39,6 +39,10 @@ def test_defaults(monkeypatch) -> None:
         ("SENSOR_MAX_BATCH", "0"),
         ("SENSOR_MAX_JSON_DEPTH", str(API_JSON_DEPTH - 1)),
         ("SENSOR_REQUEST_TIMEOUT", "0"),
+        # Infinity would turn the slow-client timeout and the model watcher off unannounced.
+        ("SENSOR_REQUEST_TIMEOUT", "inf"),
+        ("SENSOR_RELOAD_INTERVAL", "inf"),
+        ("SENSOR_RELOAD_INTERVAL", "nan"),
         ("SENSOR_MODEL_NAME", "a/b"),
         ("SENSOR_MAX_BODY_BYTES", "lots"),
     ],
