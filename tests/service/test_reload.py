@@ -130,26 +130,33 @@ def test_a_missing_file_keeps_the_model_and_a_new_one_is_picked_up(
     assert version_answering(client) == new.version
 
 
+def artifact_problem(client: FlaskClient) -> str:
+    """The artifact problem `/model` shows, checked to be what `/readyz` says too."""
+    info = client.get("/model").get_json()
+    detail = client.get("/readyz").get_json()["detail"]
+    assert info["artifact_problem"] in detail
+    return str(info["artifact_problem"])
+
+
+def assert_problem_follows_the_file_away_and_back(client: FlaskClient, path: Path) -> None:
+    """Move the refused file's directory away and back (the very same file, inode and times,
+    returns): the problem says "cannot stat", then why the file is refused again."""
+    assert "not a zip archive" in artifact_problem(client)
+    away = path.parent.with_name("away")
+    path.parent.rename(away)
+    assert "cannot stat" in artifact_problem(client)
+    away.rename(path.parent)
+    assert "not a zip archive" in artifact_problem(client)
+
+
 def test_the_problem_follows_a_refused_file_that_disappears_and_comes_back(
     client: FlaskClient, artifact: Path, classifier: model.Classifier
 ) -> None:
-    def problem() -> str:
-        info = client.get("/model").get_json()
-        assert info["model_version"] == classifier.version
-        detail = client.get("/readyz").get_json()["detail"]
-        assert info["artifact_problem"] in detail
-        return info["artifact_problem"]
-
     replace_with_bytes(artifact, b"this is not a model")
-    assert "not a zip archive" in problem()
-    # The directory moved away and back: the very same file (inode, times) returns.
-    away = artifact.parent.with_name("away")
-    artifact.parent.rename(away)
-    assert "cannot stat" in problem()
-    away.rename(artifact.parent)
-    assert "not a zip archive" in problem()
+    assert_problem_follows_the_file_away_and_back(client, artifact)
+    assert version_answering(client) == classifier.version
     artifact.unlink()
-    assert "cannot stat" in problem()
+    assert "cannot stat" in artifact_problem(client)
     classifier.save(artifact)
     assert version_answering(client) == classifier.version
     assert client.get("/model").get_json()["artifact_problem"] is None
@@ -285,19 +292,7 @@ def test_a_worker_started_on_the_last_good_copy_says_why_when_the_bad_file_comes
     create_app(settings)  # keeps the last good copy
     replace_with_bytes(path, b"this is not a model")
     worker = create_app(settings).test_client()
-
-    def problem() -> str:
-        detail = worker.get("/readyz").get_json()["detail"]
-        info = worker.get("/model").get_json()
-        assert info["artifact_problem"] in detail
-        return info["artifact_problem"]
-
-    assert "not a zip archive" in problem()
-    away = path.parent.with_name("away")
-    path.parent.rename(away)
-    assert "cannot stat" in problem()
-    away.rename(path.parent)
-    assert "not a zip archive" in problem()
+    assert_problem_follows_the_file_away_and_back(worker, path)
 
 
 @pytest.mark.parametrize(
