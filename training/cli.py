@@ -38,6 +38,27 @@ class _UsageError(Exception):
     """An argument combination argparse cannot check by itself; exit status 2."""
 
 
+class _AppendOnce(argparse.Action):
+    """``action="append"`` that refuses a second setting for the same key, which would quietly
+    override the first.
+
+    The key is all but the parsed value's last part: NAME of NAME=LO:HI, CLASS of CLASS=X,
+    TRUE:ANSWER of TRUE:ANSWER=VALUE.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given = list(getattr(namespace, self.dest))
+        if any(item[:-1] == values[:-1] for item in given):
+            raise argparse.ArgumentError(self, f"{':'.join(values[:-1])!r} is given twice")
+        setattr(namespace, self.dest, [*given, values])
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(","))
     if not names or any(not n for n in names):
@@ -150,7 +171,7 @@ def _add_decision_options(parser: argparse.ArgumentParser, command: str) -> None
     decision.add_argument(
         "--cost",
         type=parse_cost,
-        action="append",
+        action=_AppendOnce,
         default=[],
         metavar="TRUE:ANSWER=VALUE",
         help={
@@ -166,7 +187,7 @@ def _add_decision_options(parser: argparse.ArgumentParser, command: str) -> None
         decision.add_argument(
             "--min-recall",
             type=parse_min_recall,
-            action="append",
+            action=_AppendOnce,
             default=[],
             metavar="CLASS=X",
             help="quality gate per class (repeatable): if the test recall of CLASS is below X, "
@@ -229,7 +250,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument_group("physical limits").add_argument(
         "--limits",
         type=parse_limit,
-        action="append",
+        action=_AppendOnce,
         default=[],
         metavar="NAME=LO:HI",
         help="the values feature NAME can physically take; the service refuses readings outside "

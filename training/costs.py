@@ -72,18 +72,11 @@ def cost_matrix(
 ) -> NDArray[np.float64]:
     """The (n_classes, n_classes) matrix: ``model.default_costs`` with each spec's entry set.
 
-    Raises CostError for an unknown class or a pair given twice with different costs.
+    Raises CostError for an unknown class. (The command line refuses a pair given twice.)
     """
     costs = model.default_costs(len(classes))
-    seen: dict[tuple[int, int], float] = {}
     for true, answer, value in specs:
-        key = (_index(classes, true, "--cost"), _index(classes, answer, "--cost"))
-        if key in seen and seen[key] != value:
-            raise CostError(
-                f"--cost: {true}:{answer} is given twice, as {seen[key]:g} and {value:g}"
-            )
-        seen[key] = value
-        costs[key] = value
+        costs[_index(classes, true, "--cost"), _index(classes, answer, "--cost")] = value
     model.check_costs(costs, tuple(classes))
     return costs
 

@@ -472,6 +472,26 @@ def test_real_hydraulic_data_by_cycle(tmp_path: Path, capsys) -> None:
         (["--validation-fraction", "0.5", "--test-fraction", "0.5"], "must be below 1"),
         (["--hidden", "64,0"], "layer sizes must be positive"),
         (["--min-accuracy", "1.5"], "between 0 and 1"),
+        # A repeated setting would quietly override the first.
+        (
+            ["--limits", "vibration=0:20", "--limits", "vibration=0:30"],
+            "argument --limits: 'vibration' is given twice",
+        ),
+        (
+            ["--cost", "critical:normal=5", "--cost", " critical : normal=5"],
+            "argument --cost: 'critical:normal' is given twice",
+        ),
+        (
+            [
+                "--min-recall",
+                "critical=0.5",
+                "--min-recall",
+                "warning=0.5",
+                "--min-recall",
+                "critical=0.9",
+            ],
+            "argument --min-recall: 'critical' is given twice",
+        ),
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], expected: str, capsys) -> None:
