@@ -32,7 +32,7 @@ _MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
 # Per member, read from its .npy header before any of its data: 256 times the default model's
 # largest array (64 x 64), room for a 1024 x 1024 layer. A file cannot make a worker build more
 # than this many strings (about 0.3 s and 100 MB for 1-character names).
-_MAX_ELEMENTS = 1 << 20
+MAX_ELEMENTS = 1 << 20
 # Training writes 7 levels (counting the values at the bottom); the service renders metadata
 # inside its answers, and pydantic refuses to serialize past a few hundred.
 _MAX_METADATA_DEPTH = 32
@@ -253,8 +253,8 @@ def _member_problem(key: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> s
         return f"key {key!r} has items of size zero (dtype {dtype.str}); refused"
     if any(n < 0 for n in shape):
         return f"key {key!r} is unreadable (negative dimension in shape {shape})"
-    if math.prod(shape) > _MAX_ELEMENTS:
-        return f"key {key!r} has {math.prod(shape)} elements, more than the {_MAX_ELEMENTS} allowed"
+    if math.prod(shape) > MAX_ELEMENTS:
+        return f"key {key!r} has {math.prod(shape)} elements, more than the {MAX_ELEMENTS} allowed"
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import logging
 import math
 import platform
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 import model
+from model.artifact import MAX_ELEMENTS
 from training.data import DataError, Dataset, synthetic
 from training.evaluate import classification_metrics
 from training.fit import EpochStats, FitConfig, History, fit
@@ -207,9 +209,16 @@ def train(
                 f"{int(outside[:, j].sum())} readings of {train_set.features[j]!r} lie outside its"
                 f" physical limits [{lower[j]:g}, {upper[j]:g}] (set them with --limits)"
             )
+    layer_sizes = [train_set.X.shape[1], *config.hidden, len(train_set.classes)]
+    for n_in, n_out in itertools.pairwise(layer_sizes):
+        if n_in * n_out > MAX_ELEMENTS:
+            raise DataError(
+                f"a layer of {n_in} x {n_out} weights is more than an artifact holds"
+                f" ({MAX_ELEMENTS} per array); choose smaller --hidden sizes"
+            )
     standardizer = model.Standardizer.fit(train_set.X)
     network = model.MLP.initialize(
-        layer_sizes=[train_set.X.shape[1], *config.hidden, len(train_set.classes)],
+        layer_sizes=layer_sizes,
         rng=rng,
         dtype=np.float32,
     )
@@ -268,7 +277,7 @@ def train(
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": {
             **config.to_dict(),
-            "architecture": [train_set.X.shape[1], *config.hidden, len(train_set.classes)],
+            "architecture": layer_sizes,
             "activation": "relu",
             "optimizer": "adam",
             "schedule": "linear warm-up, cosine decay to zero",

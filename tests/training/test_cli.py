@@ -502,6 +502,17 @@ def test_usage_errors_exit_2(argv: list[str], expected: str, capsys) -> None:
     assert expected in capsys.readouterr().err
 
 
+def test_layers_larger_than_an_artifact_holds_exit_2_before_training(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "model.npz"
+    # 2,048 x 1,024 weights: training would run, and the artifact could not be written.
+    assert main(["--samples", "300", "--hidden", "2048,1024", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "2048 x 1024" in err and "--hidden" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_out_must_not_be_a_directory(tmp_path: Path, capsys) -> None:
     assert main(["--samples", "30", "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
