@@ -121,8 +121,9 @@ def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
         request=lambda m: inference_request_model(len(m.requests.features), settings.max_batch),
         responses={200: (InferenceResponse, "The output tensors.")},
         errors={
-            400: "Malformed JSON, an invalid inference request, or binary tensor data that"
-            " disagrees with the shapes.",
+            400: "Malformed JSON, an invalid inference request, a reading outside a feature's"
+            " physical limits (as for /classify), JSON nested deeper than SENSOR_MAX_JSON_DEPTH,"
+            " or binary tensor data that disagrees with the shapes.",
             404: "No model of that name (or version).",
             415: f"A Content-Type other than {JSON}; none counts as JSON, and with binary"
             f" tensor data {BINARY} is accepted too.",
