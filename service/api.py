@@ -10,13 +10,14 @@ from service.errors import JSON, json_response
 from service.metrics import Metrics
 from service.openapi import documented
 from service.runtime import LoadedModel
-from service.schemas import DriftReport, Health, ModelInfo
+from service.schemas import DriftReport, Health, ModelInfo, code
 from service.settings import Settings
 
 
 def _classify_description(loaded: LoadedModel, settings: Settings) -> str:
     return (
-        f"Features: {', '.join(loaded.requests.features)}. Classes: {', '.join(loaded.classes)}."
+        f"Features: {', '.join(map(code, loaded.requests.features))}."
+        f" Classes: {', '.join(map(code, loaded.classes))}."
         f" A batch holds 1 to {settings.max_batch} readings (SENSOR_MAX_BATCH)."
     )
 

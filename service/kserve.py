@@ -21,6 +21,7 @@ from service.inference_protocol import (
 )
 from service.openapi import documented
 from service.protocol_paths import V2_ROOT
+from service.schemas import code
 from service.settings import Settings
 
 TAGS = ("Open Inference Protocol (KServe V2)",)
@@ -29,9 +30,9 @@ TAGS = ("Open Inference Protocol (KServe V2)",)
 def _infer_description(loaded, settings: Settings) -> str:  # type: ignore[no-untyped-def]
     features, classes = loaded.requests.features, loaded.classes
     return (
-        f"One FP32 input of shape [N, {len(features)}] (columns {', '.join(features)}),"
+        f"One FP32 input of shape [N, {len(features)}] (columns {', '.join(map(code, features))}),"
         f" 1 <= N <= {settings.max_batch}; outputs `probabilities` (FP32 [N, {len(classes)}],"
-        f" columns {', '.join(classes)}), `label` (BYTES [N]) and `novel` (BOOL [N]). `data` must hold exactly N rows"
+        f" columns {', '.join(map(code, classes))}), `label` (BYTES [N]) and `novel` (BOOL [N]). `data` must hold exactly N rows"
         " (or N x n_features values, flat), which JSON Schema cannot express: a mismatch is a 400."
         " This is the JSON form; the binary tensor data extension (a JSON header of"
         f" `{INFERENCE_HEADER}` bytes followed by the tensors' bytes) is described in the README."

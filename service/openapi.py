@@ -26,7 +26,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from service.inference_protocol import V2Error
 from service.protocol_paths import is_v2_path
 from service.runtime import LoadedModel, ModelRuntime
-from service.schemas import ErrorResponse
+from service.schemas import ErrorResponse, code
 from service.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
@@ -226,7 +226,7 @@ def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dic
             "version": API_VERSION,
             "description": (
                 "Tells whether a machine's sensor reading is "
-                + ", ".join(loaded.classes)
+                + ", ".join(map(code, loaded.classes))
                 + f". Serving model `{settings.model_name}` version {loaded.version}."
             ),
         },

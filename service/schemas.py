@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -46,8 +47,22 @@ def _bounds(low: float, high: float) -> dict[str, float]:
     return {key: value for key, value in (("ge", low), ("le", high)) if math.isfinite(value)}
 
 
+def code(text: str) -> str:
+    """``text`` as a CommonMark code span, for the artifact's names in API descriptions.
+
+    The names come from a user's CSV header; Swagger UI renders descriptions as Markdown, so a
+    name like `<img src=...>` would otherwise become HTML on `/docs`. A span shows any text
+    literally: its fence is longer than any run of backticks inside, and line breaks are
+    written as ``\\n``, since a blank line would end the span.
+    """
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _describe(feature: str, unit: str, bounds: dict[str, float]) -> str:
-    text = f"Reading of `{feature}`" + (f" in {unit}" if unit else "")
+    text = f"Reading of {code(feature)}" + (f" in {code(unit)}" if unit else "")
     if bounds:
         sides = [
             f"at least {bounds['ge']:g}" if "ge" in bounds else "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import escape
 from pathlib import Path
 
 import jsonschema
@@ -10,9 +11,13 @@ import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from markdown_it import MarkdownIt
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
+from service.app import create_app
 from service.openapi import SWAGGER_UI_DIR
+from service.settings import Settings
+from tests.support.artifacts import write_artifact
 
 INFER = "/v2/models/sensor-classifier/infer"
 VERSION_0 = "/v2/models/sensor-classifier/versions/0"
@@ -164,3 +169,36 @@ def test_docs_serve_swagger_ui_5_which_renders_openapi_3_1() -> None:
 def test_docs_serve_no_other_files(client: FlaskClient) -> None:
     for path in ("/docs/index.html", "/docs/..%2F__init__.py", "/docs/swagger-ui.js.map"):
         assert client.get(path).status_code == 404
+
+
+def descriptions(node: object) -> list[str]:
+    """Every `description` in an OpenAPI document: the texts Swagger UI renders as Markdown."""
+    if isinstance(node, dict):
+        found = [node["description"]] if isinstance(node.get("description"), str) else []
+        return found + [d for value in node.values() for d in descriptions(value)]
+    if isinstance(node, list):
+        return [d for value in node for d in descriptions(value)]
+    return []
+
+
+HOSTILE_NAMES = {
+    "features": ("t<img src=x onerror=alert(1)>", "v`` *x* ``"),
+    "units": ("°C<script>alert(2)</script>", "mm/s\n\n<b>bold</b>"),
+    "classes": ("<img src=y>", "`warning`", "[critical](javascript:alert(3))"),
+}
+
+
+def test_names_from_the_artifact_are_shown_literally_in_the_docs(tmp_path: Path) -> None:
+    # Feature, unit and class names come from a user's CSV header: text, never Markdown or HTML.
+    artifact = write_artifact(tmp_path / "model.npz", seed=0, **HOSTILE_NAMES)
+    document = create_app(Settings(model_path=artifact)).test_client().get("/openapi.json")
+    # Swagger UI's Markdown renderer passes HTML through (and sanitizes only scripts).
+    render = MarkdownIt("commonmark", {"html": True})
+    shown = [render.render(text) for text in descriptions(document.get_json())]
+    tags = {tag for html in shown for tag in re.findall(r"<([a-z]+)", html)}
+    assert tags <= {"p", "code", "strong", "em"}, tags
+    everything = " ".join(shown)
+    for name in (*HOSTILE_NAMES["features"], *HOSTILE_NAMES["classes"]):
+        assert f"<code>{escape(name)}</code>" in everything, name
+    assert "<code>°C&lt;script&gt;alert(2)&lt;/script&gt;</code>" in everything
+    assert "<code>mm/s\\n\\n&lt;b&gt;bold&lt;/b&gt;</code>" in everything
