@@ -58,7 +58,7 @@ def log_loss(P: ArrayLike, y: ArrayLike) -> float:
     y = np.asarray(y, dtype=np.intp)
     eps = np.finfo(P.dtype).eps
     picked = np.clip(P[np.arange(y.shape[0]), y], eps, 1.0)
-    return float(-np.log(picked).mean())
+    return float(-np.log(picked).mean()) + 0.0  # + 0.0: no loss is 0.0, not -0.0
 
 
 def brier_score(P: ArrayLike, y: ArrayLike) -> float:

@@ -3,6 +3,8 @@ temperature scaling repairing a deliberately over-confident model."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -211,3 +213,11 @@ def test_brier_score_by_hand() -> None:
     y = np.array([0, 1, 0])
     # (0.09 + 0.04 + 0.01), (0.25 + 0.25 + 0), (1 + 0 + 1): at most 2 per reading.
     assert model.brier_score(P, y) == pytest.approx((0.14 + 0.5 + 2.0) / 3)
+
+
+def test_log_loss_by_hand_and_of_certain_right_answers() -> None:
+    P = np.array([[0.5, 0.25, 0.25], [0.0, 1.0, 0.0]])
+    assert model.log_loss(P, np.array([0, 1])) == pytest.approx(np.log(2) / 2)
+    # No loss is +0.0, not -0.0 (which `evaluate --json` would print as "-0.0").
+    loss = model.log_loss(np.array([[1.0, 0.0, 0.0]]), np.array([0]))
+    assert loss == 0.0 and math.copysign(1.0, loss) == 1.0
