@@ -21,11 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.http_bench import WrkResult, run_wrk, write_wrk_script
 from tests.support.artifacts import build_classifier, write_artifact
 from tests.support.loadgen import BackgroundLoad, LoadResult
-from tests.support.server import Server
+from tests.support.server import ROLLOUT_SECONDS, Server
 
 pytestmark = pytest.mark.e2e
 
-ROLLOUT_SECONDS = 2.0
 WORKERS = 2
 BODY = orjson.dumps({"temperature": 55.0, "vibration": 4.0})
 JSON = {"Content-Type": "application/json"}

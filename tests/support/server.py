@@ -32,6 +32,9 @@ GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
 SERVICE_TARGET = "service.wsgi:app"
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 30.0
+# The rollout promise: within this long of an atomic replace of the artifact, every worker answers
+# with the new model (each checks the file at moments of its own, so not all at the same instant).
+ROLLOUT_SECONDS = 2.0
 HOST = "127.0.0.1"
 # Settings of the developer's shell would leak into a server that must run on its own.
 FOREIGN_SETTINGS = ("SENSOR_", "PROMETHEUS_", "GUNICORN_")
