@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REAL_DATA = REPO_ROOT / ".." / "shared" / "data" / "hydraulic_cooler_ts1_vs1.csv"
 # Sizes far below the issue's: these tests check the plumbing, never the speed.
 TINY = [
     "--quick",

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from bench import compare, http_bench, training_bench
-from bench.context import Context, Options
-from tests.bench.smoke_run import REAL_DATA, BenchRun
+from bench.context import REAL_DATA, Context, Options
+from tests.bench.smoke_run import BenchRun
 
 pytestmark = pytest.mark.e2e
 

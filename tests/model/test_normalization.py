@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import model
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from bench.context import REAL_DATA
 
 
 def test_standardized_training_data_has_zero_mean_unit_variance() -> None:
@@ -75,10 +72,9 @@ def test_fit_rejects_data_that_is_not_a_nonempty_matrix(bad: np.ndarray) -> None
 
 
 def test_real_sensor_readings_standardize_cleanly() -> None:
-    path = DATA / "hydraulic_cooler_ts1_vs1.csv"
-    if not path.exists():
-        pytest.skip(f"real sensor data not found at {path}")
-    X = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1), max_rows=6000)
+    if not REAL_DATA.exists():
+        pytest.skip(f"real sensor data not found at {REAL_DATA}")
+    X = np.loadtxt(REAL_DATA, delimiter=",", skiprows=1, usecols=(0, 1), max_rows=6000)
 
     standardizer = model.Standardizer.fit(X)
     Xs = standardizer.transform(X)

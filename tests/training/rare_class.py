@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-REAL_DATA = REPO / ".." / "shared" / "data" / "hydraulic_cooler_ts1_vs1.csv"
+from bench.context import REAL_DATA
+
 RARE_CLASS = "critical"
 RARE_SHARE = 0.03
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import model
-from tests.training.conftest import REAL_DATA, REPO, TINY_TRAIN
+from tests.training.conftest import REAL_DATA, REPO, TINY_TRAIN, needs_real_data
 from training.cli import main
 
 GOOD_CSV = "".join(
@@ -447,7 +447,7 @@ def test_ctrl_c_leaves_the_previous_artifact(tiny_artifact: Path, tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
 
 
-@pytest.mark.skipif(not REAL_DATA.exists(), reason="../shared/data is not present")
+@needs_real_data
 def test_real_hydraulic_data_by_cycle(tmp_path: Path, capsys) -> None:
     out = tmp_path / "real.npz"
     argv = ["--data", str(REAL_DATA), "--group-column", "cycle", "--out", str(out), "--json", "-q"]

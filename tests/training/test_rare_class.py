@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import model
+from tests.training.conftest import needs_real_data
 from tests.training.rare_class import REAL_DATA, write_rare_subset
 from training.cli import main
 
@@ -25,7 +26,7 @@ def _train(data: Path, out: Path, capsys, *extra: str) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not REAL_DATA.exists(), reason="../shared/data is not present")
+@needs_real_data
 def test_rare_critical_class_recall_calibration_and_costs(tmp_path: Path, capsys) -> None:
     data = tmp_path / "rare.csv"
     assert write_rare_subset(REAL_DATA, data, np.random.default_rng(0)) == 46
@@ -47,7 +48,7 @@ def test_rare_critical_class_recall_calibration_and_costs(tmp_path: Path, capsys
     assert costly["expected_cost_per_1000"] < costly["expected_cost_per_1000_argmax"]
 
 
-@pytest.mark.skipif(not REAL_DATA.exists(), reason="../shared/data is not present")
+@needs_real_data
 @pytest.mark.xfail(
     strict=True,
     reason="known shortfall: on this split the test ECE is 0.01005 (seeds 1-4: 0.0025-0.0049); "
