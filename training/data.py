@@ -138,17 +138,32 @@ def _location(
     return where
 
 
-def _check_columns(path: Path, header: list[str], wanted: dict[str, str]) -> None:
-    """Raise DataError naming line 1 and the first wanted column missing from ``header`` or in it twice."""
-    duplicates = sorted({c for c in header if header.count(c) > 1})
+def _check_columns(
+    path: Path,
+    header: list[str],
+    features: tuple[str, ...],
+    label: str,
+    group_column: str | None,
+    line: int | None,
+) -> list[str]:
+    """The columns to read: ``features``, ``label`` and the group column if any, in that order.
+
+    Raises DataError naming the first of them that ``header`` (a CSV file's line ``line``, or a
+    Parquet file's schema when ``line`` is None) lacks or names twice.
+    """
+    wanted = {f"feature {i + 1}": name for i, name in enumerate(features)} | {"label": label}
+    if group_column is not None:
+        wanted["group"] = group_column
+    holder = "the header" if line is not None else "the file"
     for role, column in wanted.items():
+        where = _location(path, line, column)
         if column not in header:
             raise DataError(
-                f"{_location(path, 1, column)}: missing {role} column '{column}' "
-                f"(the header has: {', '.join(header)})"
+                f"{where}: missing {role} column '{column}' ({holder} has: {', '.join(header)})"
             )
-        if column in duplicates:
-            raise DataError(f"{_location(path, 1, column)}: the header names '{column}' twice")
+        if header.count(column) > 1:
+            raise DataError(f"{where}: {holder} names '{column}' twice")
+    return list(wanted.values())
 
 
 def _numeric_column(values: Any) -> tuple[NDArray[np.float64], list[tuple[NDArray[np.bool_], str]]]:
@@ -361,16 +376,12 @@ def load_csv(
 
     data = _read_bytes(path)
     header, lines, counts = _records(path, data)
-    wanted = {f"feature {i + 1}": name for i, name in enumerate(features)} | {"label": label}
-    if group_column is not None:
-        wanted["group"] = group_column
-    _check_columns(path, header, wanted)
+    columns = _check_columns(path, header, features, label, group_column, line=1)
     ragged = (counts != len(header)) & (counts != 0)
     if ragged.any():
         row = int(np.argmax(ragged))
         _ragged(path, int(lines[row]), int(counts[row]), len(header))
 
-    columns = [*features, label, *([group_column] if group_column is not None else [])]
     try:
         frame = pd.read_csv(
             io.BytesIO(data),
@@ -435,23 +446,10 @@ def load_parquet(
         header = list(pq.read_schema(path).names)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
-    wanted = {f"feature {i + 1}": name for i, name in enumerate(features)} | {"label": label}
-    if group_column is not None:
-        wanted["group"] = group_column
-    duplicates = sorted({c for c in header if header.count(c) > 1})
-    for role, column in wanted.items():
-        if column not in header:
-            raise DataError(
-                f"{_location(path, column=column)}: missing {role} column '{column}' "
-                f"(the file has: {', '.join(header)})"
-            )
-        if column in duplicates:
-            raise DataError(f"{_location(path, column=column)}: the file names '{column}' twice")
-    categorical = [label, *([group_column] if group_column is not None else [])]
-    columns = [*features, *categorical]
+    columns = _check_columns(path, header, features, label, group_column, line=None)
     try:
         table = pq.read_table(path, columns=columns)
-        frame = _parquet_frame(table, features, categorical)
+        frame = _parquet_frame(table, features, columns[len(features) :])
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
     if len(frame) == 0:
@@ -476,6 +474,9 @@ def _parquet_frame(table: Any, features: tuple[str, ...], categorical: list[str]
 
     Numeric features keep null (missing) apart from NaN, as the CSV reader does, by staying
     Arrow-backed; text features arrive as strings and go through the same parsing as CSV text.
+    A label or group column that is not text (float, integer, boolean, ...) reads as the text
+    pandas writes for it in a CSV file, so that one frame exported in both formats gives the
+    same classes: 1.0 is "1.0" (Arrow's own cast would make it "1"), True is "True".
     """
     import pandas as pd
     import pyarrow as pa
@@ -488,7 +489,13 @@ def _parquet_frame(table: Any, features: tuple[str, ...], categorical: list[str]
         else:
             data[name] = pd.Series(column.cast(pa.string()).to_pandas(), dtype=object)
     for name in categorical:
-        data[name] = pd.Series(table.column(name).cast(pa.string()).to_pandas())
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            data[name] = pd.Series(column.cast(pa.string()).to_pandas())
+        else:
+            # Each distinct value is written once; a null or NaN (code -1) stays missing.
+            codes, uniques = pd.factorize(column.to_pandas())
+            data[name] = pd.Series(np.array([*map(str, uniques), None], dtype=object)[codes])
     return pd.DataFrame(data)
 
 

@@ -246,3 +246,36 @@ def test_train_and_evaluate_on_parquet(tmp_path: Path, capsys) -> None:
     assert main(["--data", str(path), "--out", str(out), *TINY_TRAIN[2:]]) == 0
     assert main(["evaluate", "--model", str(out), "--data", str(path), "--json"]) == 0
     assert '"n": 600' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [1.0, 2.0, 0.5, 1.0, None],  # a column with a gap is float in pandas: 1.0, not 1
+        [1, 2, 3, 1, None],  # float too: 1.0, 2.0, 3.0
+        [True, False, True, False, None],
+    ],
+    ids=["float", "int-with-gap", "bool"],
+)
+def test_a_frame_exported_as_parquet_and_as_csv_gives_the_same_labels(
+    tmp_path: Path, labels: list
+) -> None:
+    # A plant's export of one pandas frame to both formats: a model trained on the Parquet
+    # file must know the classes that the CSV file names, so a label that is not text is read
+    # from Parquet as the text pandas writes for it in a CSV.
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(
+        {"x": [0.0, 1.0, 2.0, 3.0, 4.0], "label": labels, "machine": [7.0, 7.0, 8.0, 8.0, 9.5]}
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    a, b = (
+        load_data(tmp_path / name, features=("x",), group_column="machine", drop_invalid=True)
+        for name in ("d.csv", "d.parquet")
+    )
+    assert a.classes == b.classes
+    assert set(a.classes) == set(frame["label"].dropna().map(str))
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.groups, b.groups)
+    with pytest.raises(DataError, match=r"row 5, column 'label': missing label"):
+        load_data(tmp_path / "d.parquet", features=("x",))
