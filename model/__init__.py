@@ -1,6 +1,6 @@
 """The sensor classifier's model: a numpy MLP, its training parts and its safe `.npz` artifact."""
 
-from model.artifact import FORMAT_VERSION, ArtifactError, load
+from model.artifact import FORMAT_VERSION, MAX_CLASSES, ArtifactError, load
 from model.calibration import (
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
@@ -21,6 +21,7 @@ from model.optimizers import SGD, Adam
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_CLASSES",
     "MAX_COST",
     "MAX_TEMPERATURE",
     "MIN_TEMPERATURE",

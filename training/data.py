@@ -600,13 +600,21 @@ def _dataset_from_frame(
 
 
 def check_classes(data: Dataset, path: str | os.PathLike[str], label: str) -> None:
-    """Raise DataError unless ``data`` holds at least two classes (training needs a contrast)."""
+    """Raise DataError unless ``data`` holds from two classes (training needs a contrast) to
+    ``MAX_CLASSES`` (what an artifact holds; more is the sign of a column that names no class)."""
+    from model import MAX_CLASSES
+
     present = np.unique(data.y)
+    where = _location(Path(path), column=label)
     if present.size < 2:
         only = data.classes[int(present[0])] if present.size else "none"
         raise DataError(
-            f"{_location(Path(path), column=label)}: only one class ({only!r}) in "
-            f"{len(data)} rows; training needs two or more"
+            f"{where}: only one class ({only!r}) in {len(data)} rows; training needs two or more"
+        )
+    if present.size > MAX_CLASSES:
+        raise DataError(
+            f"{where}: {present.size} classes in {len(data)} rows; a model holds at most "
+            f"{MAX_CLASSES} (is '{label}' the column of classes? --label names it)"
         )
 
 

@@ -210,11 +210,25 @@ def train(
                 f" physical limits [{lower[j]:g}, {upper[j]:g}] (set them with --limits)"
             )
     layer_sizes = [train_set.X.shape[1], *config.hidden, len(train_set.classes)]
-    for n_in, n_out in itertools.pairwise(layer_sizes):
-        if n_in * n_out > MAX_ELEMENTS:
+    n_features, n_classes = layer_sizes[0], layer_sizes[-1]
+    # The arrays that grow with the data and the settings, checked before training rather
+    # than refused by `save` after it: what they are, how many numbers, what to change.
+    planned = [
+        *(
+            (f"a layer of {n_in} x {n_out} weights", n_in * n_out, "choose smaller --hidden sizes")
+            for n_in, n_out in itertools.pairwise(layer_sizes)
+        ),
+        (
+            f"the novelty model of {n_classes} classes x {n_features} features squared",
+            n_classes * n_features**2,
+            "choose fewer --features",
+        ),
+    ]
+    for what, size, change in planned:
+        if size > MAX_ELEMENTS:
             raise DataError(
-                f"a layer of {n_in} x {n_out} weights is more than an artifact holds"
-                f" ({MAX_ELEMENTS} per array); choose smaller --hidden sizes"
+                f"{what} is more than an artifact holds ({MAX_ELEMENTS} numbers per array); "
+                f"{change}"
             )
     standardizer = model.Standardizer.fit(train_set.X)
     network = model.MLP.initialize(

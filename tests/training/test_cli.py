@@ -513,6 +513,44 @@ def test_layers_larger_than_an_artifact_holds_exit_2_before_training(
     assert not out.exists()
 
 
+def test_more_classes_than_an_artifact_holds_exit_2_naming_the_column(
+    tmp_path: Path, capsys
+) -> None:
+    # A label column that is no class at all (a serial number, a timestamp): 1,025 distinct
+    # values need a 1,025 x 1,025 cost matrix. It used to train, then fail to save with a
+    # traceback.
+    data = tmp_path / "serials.csv"
+    data.write_text(
+        "temperature,vibration,serial\n"
+        + "".join(f"{20 + i % 50},{i % 7 * 0.5},S{i // 3}\n" for i in range(3 * 1025))
+    )
+    out = tmp_path / "model.npz"
+    assert main(["--data", str(data), "--label", "serial", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {data}, column 'serial': 1025 classes" in err
+    assert f"at most {model.MAX_CLASSES}" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_more_features_than_the_novelty_model_can_store_exit_2_before_training(
+    tmp_path: Path, capsys
+) -> None:
+    # 3 classes x 600 x 600 whitening weights: more than one artifact array holds.
+    rng = np.random.default_rng(0)
+    names = [f"f{j}" for j in range(600)]
+    rows = [",".join([*names, "label"])]
+    for i in range(60):
+        rows.append(",".join([*(f"{v:.3f}" for v in rng.random(600)), ("a", "b", "c")[i % 3]]))
+    data = tmp_path / "wide.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "model.npz"
+    argv = ["--data", str(data), "--features", ",".join(names), "--out", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "600 features" in err and "3 classes" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_out_must_not_be_a_directory(tmp_path: Path, capsys) -> None:
     assert main(["--samples", "30", "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
