@@ -150,7 +150,7 @@ def keep_copy(loaded: LoadedModel, state_dir: Path | None) -> None:
     no copy can be kept (a full disk, a read-only directory, the file replaced meanwhile), an
     older copy is removed: a worker restarted while the file is unusable would otherwise serve
     that older model beside siblings serving this one; without a copy it does not start. A copy
-    of this same model (kept by a sibling) stays. Logged, never raised: serving matters more.
+    of this same model or of a newer one, kept by a sibling, stays. Logged, never raised: serving matters more.
     """
     if state_dir is None or loaded.signature is None:
         return
@@ -182,22 +182,30 @@ def keep_copy(loaded: LoadedModel, state_dir: Path | None) -> None:
         state_dir,
         problem,
         loaded.path,
-        _without_an_older_copy(target, loaded.version),
+        _without_an_older_copy(target, loaded),
     )
 
 
-def _without_an_older_copy(target: Path, version: str) -> str:
-    """Remove the last good copy at ``target`` unless it is model ``version``; says what a
-    worker started on it will then do."""
+def _without_an_older_copy(target: Path, loaded: LoadedModel) -> str:
+    """Remove the last good copy at ``target`` if it holds an older model than ``loaded``; says
+    what a worker started on it will then do.
+
+    Older means another model, written before ``loaded`` was loaded (the rule of
+    `ModelRuntime._follow_last_good`): a copy written since is a sibling's of a newer file.
+    """
     wont_start = "will not start (under gunicorn, that stops the server)"
-    if not target.is_file():
-        return f"has no copy to fall back on and {wont_start}"
+    version = loaded.version
     try:
+        written = FileSignature.of(target).mtime_ns
         kept = model.load(target).version
+    except FileNotFoundError:
+        return f"has no copy to fall back on and {wont_start}"
     except Exception:  # whatever the copy provokes, no worker can serve it: as if there were none
         return f"has no usable copy to fall back on and {wont_start}"
     if kept == version:
         return f"will serve the copy of model {version} already kept at {target}"
+    if written > _ns(loaded.loaded_at):
+        return f"will serve the newer model {kept} that a sibling kept at {target}"
     try:
         os.unlink(target)
     except FileNotFoundError:

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 import model
 from service.app import create_app
-from service.runtime import ModelLoadError, ModelRuntime
+from service.runtime import LAST_GOOD, ModelLoadError, ModelRuntime, keep_copy, load_model
 from service.settings import Settings
 from tests.support.artifacts import build_classifier, write_artifact
 
@@ -431,6 +431,27 @@ def test_a_copy_of_the_same_model_kept_by_a_sibling_is_left_in_place(
     assert f"will serve the copy of model {new.version} already kept" in warning
     replace_with_bytes(path, b"this is not a model")
     assert version_answering(create_app(settings).test_client()) == new.version
+
+
+def test_a_worker_that_cannot_keep_its_copy_leaves_a_newer_one_a_sibling_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two swaps in quick succession: one worker loads model 4, and the file is model 5 before
+    # it has copied it; a sibling loads model 5 and keeps its copy. The first worker's copy
+    # fails (the file changed), and the copy there is newer than its own model: removing it
+    # would leave a worker restarted while the file is unusable nothing to serve.
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=4)
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    first = load_model(path, settings)
+    newer = build_classifier(seed=5)
+    newer.save(path)
+    keep_copy(load_model(path, settings), settings.state_dir)
+    caplog.set_level(logging.WARNING, logger="service.runtime")
+    keep_copy(first, settings.state_dir)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "changed while it was copied" in warning
+    assert f"will serve the newer model {newer.version}" in warning
+    assert model.load(settings.state_dir / LAST_GOOD).version == newer.version
 
 
 def test_an_older_copy_that_cannot_be_removed_is_said_to_be_served(
