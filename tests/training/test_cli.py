@@ -344,6 +344,23 @@ def test_report_writes_metrics_and_readable_plots(tmp_path: Path, capsys) -> Non
         assert len(data) > 15_000, name
 
 
+@pytest.mark.parametrize("option", ["--report", "--out"])
+def test_an_output_that_cannot_be_written_fails_before_training(
+    tmp_path: Path, capsys, option: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    paths = {"--report": tmp_path / "report", "--out": tmp_path / "m.npz"}
+    paths[option] = blocker / "below-a-file" / ("m.npz" if option == "--out" else "report")
+    argv = [*TINY_TRAIN, "--out", str(paths["--out"]), "--report", str(paths["--report"])]
+    assert main([*argv, "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert f"error: cannot write {paths[option]}" in captured.err
+    assert "Not a directory" in captured.err
+    # Nothing was trained: no test metrics were printed.
+    assert "test metrics" not in captured.out and not (tmp_path / "m.npz").exists()
+
+
 def test_report_has_no_decision_regions_beyond_two_features(write_csv, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(120, 3))
@@ -472,6 +489,10 @@ def test_real_hydraulic_data_by_cycle(tmp_path: Path, capsys) -> None:
         (["--validation-fraction", "0.5", "--test-fraction", "0.5"], "must be below 1"),
         (["--hidden", "64,0"], "layer sizes must be positive"),
         (["--min-accuracy", "1.5"], "between 0 and 1"),
+        # A typed extra zero: the readings are made in memory, and 2e9 of them took the OOM
+        # killer, unannounced, after a minute.
+        (["--samples", "2000000000"], "at most 10000000"),
+        (["generate", "--samples", "2000000000", "--out", "x.csv"], "at most 10000000"),
         # A repeated setting would quietly override the first.
         (
             ["--limits", "vibration=0:20", "--limits", "vibration=0:30"],
