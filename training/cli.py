@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -498,10 +498,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from training import pipeline
 
     started = time.perf_counter()
-    if args.out.is_dir():
-        raise _UsageError(
-            f"--out {args.out} is a directory; give a file path such as {DEFAULT_OUT}"
-        )
+    _check_output_file(args.out)
     if args.data is not None and args.samples is not None:
         raise _UsageError(
             "--samples sets the size of synthetic data; it cannot be used with --data"
@@ -608,7 +605,7 @@ def _run_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_GATE
-    _save(result.classifier, args.out)
+    _write(args.out, result.classifier.save)
     elapsed = time.perf_counter() - started
     print(
         f"wrote {args.out} (model_version {result.classifier.version}, "
@@ -700,8 +697,7 @@ def _run_costs(args: argparse.Namespace) -> int:
     import model
     from training.costs import describe
 
-    if args.out.is_dir():
-        raise _UsageError(f"--out {args.out} is a directory; give a file path")
+    _check_output_file(args.out)
     try:
         original = model.load(args.model)
     except model.ArtifactError as exc:
@@ -719,7 +715,7 @@ def _run_costs(args: argparse.Namespace) -> int:
     rewritten = dataclasses.replace(
         rewritten, metadata={**rewritten.metadata, "cost_changes": history}
     )
-    _save(rewritten, args.out)
+    _write(args.out, rewritten.save)
     entries = ", ".join(describe(rewritten.costs, rewritten.classes)) or "none (argmax)"
     print(
         f"wrote {args.out} (model_version {rewritten.version}, was {original.version}); "
@@ -731,8 +727,10 @@ def _run_costs(args: argparse.Namespace) -> int:
 def _run_generate(args: argparse.Namespace) -> int:
     from training.data import synthetic, write_csv
 
+    _check_output_file(args.out)
+    _make_directory(args.out.parent, args.out)
     data = synthetic(args.samples, np.random.default_rng(args.seed))
-    write_csv(data, args.out)
+    _write(args.out, lambda path: write_csv(data, path))
     print(f"wrote {args.samples} synthetic readings to {args.out}")
     return EXIT_OK
 
@@ -748,14 +746,22 @@ def _make_directory(directory: Path, output: Path) -> None:
     """Create ``directory`` (and its parents) for ``output``; OSError naming ``output`` if it cannot be."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OSError(f"cannot write {output}: {directory} is a file, not a directory") from None
     except OSError as exc:
         raise OSError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def _save(classifier: Any, out: Path) -> None:
-    """Write the artifact; a failure (a full disk, an I/O error) names the file and reassures."""
+def _check_output_file(out: Path) -> None:
+    if out.is_dir():
+        raise _UsageError(f"--out {out} is a directory; give a file path such as {DEFAULT_OUT}")
+
+
+def _write(out: Path, write: Callable[[Path], None]) -> None:
+    """Write ``out`` with ``write`` (atomic); a failure (a full disk, an I/O error) names the
+    file and reassures."""
     try:
-        classifier.save(out)
+        write(out)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise OSError(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import logging
 import os
+import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -626,6 +628,14 @@ def write_csv(data: Dataset, path: str | os.PathLike[str]) -> None:
     frame[DEFAULT_LABEL] = np.asarray(data.classes, dtype=object)[data.y]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, path)
+    # Atomic: a reader sees the old file or the new one; a failed write leaves no temporary.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            os.fchmod(f.fileno(), 0o644)
+            frame.to_csv(f, index=False, float_format="%.6g")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

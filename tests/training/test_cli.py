@@ -326,6 +326,21 @@ def test_generate_writes_balanced_synthetic_csv(tmp_path: Path) -> None:
     }
 
 
+def test_generate_into_a_directory_or_an_unwritable_path_says_so(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    assert main(["generate", "--samples", "9", "--out", str(folder)]) == 2
+    assert f"--out {folder} is a directory" in capsys.readouterr().err
+    blocker = folder / "a-file"
+    blocker.write_text("")
+    out = blocker / "synthetic.csv"
+    assert main(["generate", "--samples", "9", "--out", str(out)]) == 1
+    assert (
+        f"error: cannot write {out}: {blocker} is a file, not a directory"
+        in capsys.readouterr().err
+    )
+
+
 def test_report_writes_metrics_and_readable_plots(tmp_path: Path, capsys) -> None:
     report = tmp_path / "report"
     assert (

@@ -68,6 +68,25 @@ def test_a_full_disk_while_saving_exits_1_and_keeps_the_previous_artifact(
     assert temporaries(small_disk) == []
 
 
+def test_generate_on_a_full_disk_exits_1_and_keeps_the_previous_file(small_disk: Path) -> None:
+    target = small_disk / "synthetic.csv"
+    target.write_text("what was there\n")
+    # 100,000 rows are about 2 MB: more than the 1 MiB disk holds.
+    code = subprocess.run(
+        [sys.executable, "-m", "training", "generate", "--samples", "100000", "--out", str(target)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert code.returncode == 1, code.stderr
+    assert f"cannot write {target}: No space left on device" in code.stderr
+    assert "Traceback" not in code.stderr
+    assert target.read_text() == "what was there\n"
+    assert temporaries(small_disk) == []
+
+
 def test_an_io_error_while_saving_exits_1_and_keeps_the_previous_artifact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
