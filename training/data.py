@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
@@ -162,10 +163,23 @@ def _check_columns(
         if column not in header:
             raise DataError(
                 f"{where}: missing {role} column '{column}' ({holder} has: {', '.join(header)})"
+                + (_separator_hint(header[0]) if line is not None and len(header) == 1 else "")
             )
         if header.count(column) > 1:
             raise DataError(f"{where}: {holder} names '{column}' twice")
     return list(wanted.values())
+
+
+def _separator_hint(header: str) -> str:
+    """What to change when a one-column header line holds another separator (a spreadsheet set
+    to a European locale writes ';', and "30,5" for 30.5)."""
+    for separator, name in ((";", "';'"), ("\t", "tabs")):
+        if separator in header:
+            return (
+                f"; the file has columns separated by {name}: save it as CSV with commas"
+                " between columns and points in numbers"
+            )
+    return ""
 
 
 def _numeric_column(values: Any) -> tuple[NDArray[np.float64], list[tuple[NDArray[np.bool_], str]]]:
@@ -295,6 +309,24 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
+def _check_utf8(path: Path, data: bytes) -> None:
+    """Raise DataError naming the line of the first byte that is not UTF-8 (a file saved as
+    Latin-1 or Windows-1252), or saying the file is UTF-16 (Excel's "Unicode text")."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: cannot read as CSV: UTF-16 text; save the file as CSV in UTF-8")
+    try:
+        if not data.isascii():  # checked without a copy; most exports are ASCII
+            data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        # Lines as `_records` counts them: LF, CR LF and a lone CR each end one.
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+        raise DataError(
+            f"{_location(path, line)}: cannot read as CSV: not UTF-8 text (byte 0x{data[exc.start]:02x});"
+            " save the file as CSV in UTF-8"
+        ) from None
+
+
 def _records(path: Path, data: bytes) -> tuple[list[str], NDArray[np.int64], NDArray[np.int64]]:
     """The header's column names, and per data record the line it starts on and its field count.
 
@@ -377,6 +409,7 @@ def load_csv(
     _check_arguments(features, label, group_column, units)
 
     data = _read_bytes(path)
+    _check_utf8(path, data)
     header, lines, counts = _records(path, data)
     columns = _check_columns(path, header, features, label, group_column, line=1)
     ragged = (counts != len(header)) & (counts != 0)

@@ -67,6 +67,33 @@ def test_quoted_commas_and_blank_lines_are_not_ragged(write_csv) -> None:
     assert load_csv(path).classes == ("normal", "warning", "critical")
 
 
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # Spreadsheets set to a European locale separate columns with ';' (and write 30,5).
+        (b"temperature;vibration;label\n30,5;1,2;normal\n", "columns separated by ';'"),
+        (b"temperature\tvibration\tlabel\n30.5\t1.2\tnormal\n", "columns separated by tabs"),
+        # Excel's "Unicode text", and a file saved as Latin-1 / Windows-1252.
+        ("temperature,vibration,label\n30,1,normal\n".encode("utf-16"), ": UTF-16 text"),
+        (
+            b"temperature,vibration,label\n30,1,normal\r\n31,1,norm\xe9l\n",
+            "line 3: cannot read as CSV: not UTF-8",
+        ),
+    ],
+    ids=["semicolons", "tabs", "utf-16", "latin-1"],
+)
+def test_a_csv_a_spreadsheet_wrote_otherwise_says_what_to_change(
+    tmp_path: Path, data: bytes, expected: str
+) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+    with pytest.raises(DataError) as error:
+        load_csv(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and expected in message
+    assert "UTF-8" in message or "commas" in message
+
+
 def test_csv_gz_reads_like_csv(tmp_path: Path, write_csv) -> None:
     plain = write_csv(GOOD)
     packed = tmp_path / "data.csv.gz"
