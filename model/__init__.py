@@ -1,6 +1,6 @@
 """The sensor classifier's model: a numpy MLP, its training parts and its safe `.npz` artifact."""
 
-from model.artifact import FORMAT_VERSION, MAX_CLASSES, ArtifactError, load
+from model.artifact import FORMAT_VERSION, ArtifactError, load
 from model.calibration import (
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
@@ -12,7 +12,7 @@ from model.calibration import (
     reliability_bins,
     softmax,
 )
-from model.classifier import MAX_COST, Classifier, check_costs, default_costs
+from model.classifier import MAX_CLASSES, MAX_COST, Classifier, check_costs, default_costs
 from model.drift import PSI_EPSILON, DriftReference, psi
 from model.network import MLP
 from model.normalization import Standardizer

@@ -33,8 +33,6 @@ _MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
 # largest array (64 x 64), room for a 1024 x 1024 layer. A file cannot make a worker build more
 # than this many strings (about 0.3 s and 100 MB for 1-character names).
 MAX_ELEMENTS = 1 << 20
-# The cost matrix is n_classes x n_classes: the most classes a model can have.
-MAX_CLASSES = math.isqrt(MAX_ELEMENTS)
 # Training writes 7 levels (counting the values at the bottom); the service renders metadata
 # inside its answers, and pydantic refuses to serialize past a few hundred.
 _MAX_METADATA_DEPTH = 32

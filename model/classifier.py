@@ -32,6 +32,12 @@ _WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # sum of costs finite: an expected cost is at most MAX_COST (probabilities sum to 1), and 1000
 # readings' worth over 10,000 classes is at most 1e19, far from float64's 1.8e308.
 MAX_COST = 1e12
+# The most classes a model may have. Every answer lists every class's probability (a batch of
+# SENSOR_MAX_BATCH = 10,000 readings of a 100-class model answers 29 MB of JSON, about 1 s of a
+# worker), the model card and the metrics show each class: a machine's states are a handful,
+# fault codes a few dozen, and more classes than this come from a column that names none (a
+# serial number, a timestamp). 1,024 classes answered 300 MB and took the card 30 s to draw.
+MAX_CLASSES = 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -349,6 +355,10 @@ def _check(clf: Classifier) -> None:
         raise ValueError("the model has no features")
     if n_classes < 2:
         raise ValueError(f"the model needs at least two classes, has {n_classes}")
+    if n_classes > MAX_CLASSES:
+        raise ValueError(
+            f"the model has {n_classes} classes, more than the {MAX_CLASSES} a model may have"
+        )
     for kind, names in (("feature", clf.features), ("class", clf.classes)):
         if len(set(names)) != len(names) or any(not name for name in names):
             raise ValueError(f"{kind} names must be unique and non-empty: {list(names)}")

@@ -18,11 +18,18 @@ from service.dataplane import DataPlane
 from service.openapi import documented
 
 SECTIONS = "card_sections.html"
+# The most classes whose cost and confusion matrices the card draws, cell by cell (with its
+# figure pointer each): 400 cells. Past it, the card lists the costs other than 1 and points to
+# `/model`; 1,024 classes made 2 million cells, and 30 s of a worker.
+MATRIX_CLASSES = 20
 
 
 def create_card(dataplane: DataPlane) -> Blueprint:
     """`GET /`: the model card."""
     card = Blueprint("card", __name__)
+    card.record_once(
+        lambda state: state.app.jinja_env.globals.update(matrix_classes=MATRIX_CLASSES)
+    )
     # (model version, when it was loaded) -> the model's own sections, one model at a time.
     cache: dict[tuple[str, str], dict[str, Markup]] = {}
 

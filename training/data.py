@@ -636,7 +636,7 @@ def _dataset_from_frame(
 
 def check_classes(data: Dataset, path: str | os.PathLike[str], label: str) -> None:
     """Raise DataError unless ``data`` holds from two classes (training needs a contrast) to
-    ``MAX_CLASSES`` (what an artifact holds; more is the sign of a column that names no class)."""
+    ``model.MAX_CLASSES`` (more is the sign of a column that names no class)."""
     from model import MAX_CLASSES
 
     present = np.unique(data.y)

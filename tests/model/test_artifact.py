@@ -18,6 +18,8 @@ import pytest
 from numpy.typing import NDArray
 
 import model
+import model.classifier
+from tests.support.artifacts import build_classifier
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -802,3 +804,22 @@ def test_novelty_model_for_other_classes_is_refused(artifact: Path) -> None:
     members["novelty_whiteners"] = members["novelty_whiteners"][:2]
     write_members(artifact, members)
     assert_refused(artifact, "novelty model covers 2 classes")
+
+
+def test_more_classes_than_a_model_may_have_are_refused_when_built_and_when_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every answer lists every class, the card and the metrics draw them: past MAX_CLASSES a
+    # model is a label column that names no class, and a hand-made file must not get in either.
+    too_many = [f"c{i}" for i in range(model.MAX_CLASSES + 1)]
+    with pytest.raises(
+        ValueError, match=f"{len(too_many)} classes, more than the {model.MAX_CLASSES}"
+    ):
+        build_classifier(classes=too_many)
+    build_classifier(classes=too_many[:-1])  # the most there may be
+    monkeypatch.setattr(model.classifier, "MAX_CLASSES", len(too_many))
+    path = tmp_path / "many.npz"
+    build_classifier(classes=too_many).save(path)
+    monkeypatch.undo()
+    with pytest.raises(model.ArtifactError, match=f"{len(too_many)} classes, more than the"):
+        model.load(path)

@@ -12,11 +12,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
 import model
 from service.app import create_app
+from service.card import MATRIX_CLASSES
 from service.settings import Settings
 from tests.support.artifacts import build_classifier, train_artifact, write_artifact
 from tests.support.pointer import resolve, shows
@@ -187,6 +189,38 @@ def test_a_model_without_drift_reference_or_metrics_still_gets_a_page(tmp_path: 
     assert client.get("/drift").get_json()["error"]["message"] in html.replace("&#39;", "'")
     assert "records no reliability bins" in html
     assert 'data-model="/metrics/test/accuracy"' in html
+
+
+def _many_classes_client(tmp_path: Path, n: int) -> FlaskClient:
+    classes = [f"c{i}" for i in range(n)]
+    costs = np.ones((n, n)) - np.eye(n)
+    costs[n - 1, 0] = 50.0  # missing the last class for the first costs 50 false alarms
+    confusion = (np.eye(n, dtype=int) * 7).tolist()
+    metrics = {"test": {"n": 7 * n, "labels": classes, "confusion_matrix": confusion}}
+    classifier = build_classifier(classes=classes, metadata={"metrics": metrics})
+    dataclasses.replace(classifier, costs=costs).save(tmp_path / "many.npz")
+    return create_app(Settings(model_path=tmp_path / "many.npz")).test_client()
+
+
+@pytest.mark.parametrize("n", [MATRIX_CLASSES, MATRIX_CLASSES + 1])
+def test_matrices_are_drawn_up_to_matrix_classes_and_listed_past_them(
+    tmp_path: Path, n: int
+) -> None:
+    # A model of 1,024 classes made the first page load draw 2 million cells: over 30 s, and
+    # gunicorn killed the worker for it.
+    client = _many_classes_client(tmp_path, n)
+    html = page(client)
+    shown = figures(html).model
+    described = client.get("/model").get_json()
+    for pointer, value in shown.items():
+        assert shows(value, resolve(described, pointer)), pointer
+    drawn = n <= MATRIX_CLASSES
+    assert ('<table id="costs"' in html) is drawn
+    assert ('<table id="confusion"' in html) is drawn
+    assert ("/costs/c1/c0" in shown) is drawn
+    assert f"/costs/c{n - 1}/c0" in shown  # the one cost that is not 1, either way
+    if not drawn:
+        assert f"{n} classes" in html and "confusion_matrix" in html
 
 
 def test_the_page_is_documented_as_html(trained_client: FlaskClient) -> None:

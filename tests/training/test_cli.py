@@ -552,18 +552,18 @@ def test_layers_larger_than_an_artifact_holds_exit_2_before_training(
 def test_more_classes_than_an_artifact_holds_exit_2_naming_the_column(
     tmp_path: Path, capsys
 ) -> None:
-    # A label column that is no class at all (a serial number, a timestamp): 1,025 distinct
-    # values need a 1,025 x 1,025 cost matrix. It used to train, then fail to save with a
-    # traceback.
+    # A label column that is no class at all (a serial number, a timestamp). 1,025 of them
+    # used to train, then fail to save with a traceback (their cost matrix was too large).
+    n = model.MAX_CLASSES + 1
     data = tmp_path / "serials.csv"
     data.write_text(
         "temperature,vibration,serial\n"
-        + "".join(f"{20 + i % 50},{i % 7 * 0.5},S{i // 3}\n" for i in range(3 * 1025))
+        + "".join(f"{20 + i % 50},{i % 7 * 0.5},S{i // 3}\n" for i in range(3 * n))
     )
     out = tmp_path / "model.npz"
     assert main(["--data", str(data), "--label", "serial", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"error: {data}, column 'serial': 1025 classes" in err
+    assert f"error: {data}, column 'serial': {n} classes" in err
     assert f"at most {model.MAX_CLASSES}" in err and "Traceback" not in err
     assert not out.exists()
 
