@@ -793,6 +793,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A diverged run, or an output path that cannot be written (permissions, full disk).
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except MemoryError:
+        # A --data larger than memory (or endless: a device, a pipe that never ends).
+        print(
+            "error: out of memory; nothing was written (use a smaller --data file or --samples)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     except KeyboardInterrupt:
         # Artifacts are written atomically, so whatever was at the output path is still there.
         print("interrupted; no artifact was written", file=sys.stderr)

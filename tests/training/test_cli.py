@@ -587,6 +587,28 @@ def test_more_features_than_the_novelty_model_can_store_exit_2_before_training(
     assert not out.exists()
 
 
+def test_running_out_of_memory_is_an_error_message_not_a_traceback(tmp_path: Path) -> None:
+    # An endless --data (here /dev/zero) or a file larger than memory: read in full, it ends in
+    # MemoryError under an address-space limit (3 GB, so that this machine is not emptied).
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "--data", "/dev/zero", "--out", str(tmp_path / "m.npz")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=limited,
+    )
+    assert done.returncode == 1
+    assert "error: out of memory" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_out_must_not_be_a_directory(tmp_path: Path, capsys) -> None:
     assert main(["--samples", "30", "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
