@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -142,7 +143,61 @@ def read_body(
         )
     if length is not None and len(data) < length:
         raise MalformedRequest(f"the body ended after {len(data)} of {length} bytes")
+    coding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if coding and coding != "identity":
+        data = decompressed(data, coding, limit)
+        if budget is not None:
+            budget.reserve(environ, len(data))
     return data
+
+
+# Content codings of a request body (RFC 9110, 8.4.1): their zlib window bits. "deflate" is the
+# zlib format, as tritonclient's request_compression_algorithm writes it.
+CONTENT_CODINGS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+def decompressed(data: bytes, coding: str, limit: int) -> bytes:
+    """The body ``data`` sent with Content-Encoding ``coding``, at most ``limit`` bytes of it.
+
+    Raises 415 for a coding other than gzip or deflate (saying which are, in Accept-Encoding),
+    400 for data that is not in that coding or is cut short, and 413 as soon as it would
+    decompress to more than ``limit``: a small body cannot unpack into a large one.
+    """
+    wbits = CONTENT_CODINGS.get(coding)
+    if wbits is None:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {coding!r} is not supported; send the body as {ACCEPT_ENCODING}"
+            " or uncompressed",
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
+        )
+    name = "gzip" if "gzip" in coding else coding
+    parts: list[bytes] = []
+    size = 0
+    rest = data
+    while rest:  # a gzip body may hold several members, one after the other
+        stream = zlib.decompressobj(wbits)
+        try:
+            part = stream.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise MalformedRequest(f"malformed {name} body: {exc}") from None
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the {name} body decompresses to more than the limit of {limit} bytes"
+                " (SENSOR_MAX_BODY_BYTES)"
+            )
+        if not stream.eof:
+            raise MalformedRequest(f"the {name} body is cut short")
+        parts.append(part)
+        rest = stream.unused_data
+        if rest and wbits == zlib.MAX_WBITS:
+            raise MalformedRequest(f"data after the end of the {name} body")
+    return b"".join(parts)
 
 
 def byte_count(header: str, value: str, at_most: int) -> int | None:

@@ -127,7 +127,8 @@ def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
             " or binary tensor data that disagrees with the shapes.",
             404: "No model of that name (or version).",
             415: f"A Content-Type other than {JSON}; none counts as JSON, and with binary"
-            f" tensor data {BINARY} is accepted too.",
+            f" tensor data {BINARY} is accepted too. Or a Content-Encoding other than gzip or"
+            " deflate.",
             500: "A fault of the service (never caused by the request).",
         },
         parameters=parameters,

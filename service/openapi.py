@@ -88,7 +88,8 @@ BODY_ERRORS = {
     400: "Malformed JSON, or nested too deeply.",
     408: "The body did not arrive in time.",
     413: "The body is too large.",
-    415: "The body is not JSON (Content-Type must be application/json).",
+    415: "The body is not JSON (Content-Type must be application/json), or is compressed other"
+    " than by gzip or deflate (Content-Encoding; `Accept-Encoding` says which are read).",
     422: "Valid JSON that does not fit the schema (a duplicate key included).",
     503: "The worker holds as many request bodies as it may (SENSOR_MAX_BYTES_IN_FLIGHT);"
     " retry after `Retry-After` seconds.",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import zlib
 
 import pytest
 from flask import Flask
@@ -109,6 +111,65 @@ def test_a_chunked_body_over_the_limit_is_413(artifact) -> None:
         environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
     )
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("coding", "compress"),
+    [("gzip", gzip.compress), ("x-gzip", gzip.compress), ("deflate", zlib.compress)],
+)
+def test_a_compressed_body_is_read_as_its_content_encoding_says(
+    client: FlaskClient, coding: str, compress
+) -> None:
+    # What a gateway on a slow link sends, and what tritonclient's request_compression_algorithm
+    # does (its deflate is the zlib format, as RFC 9110 defines it).
+    batch = {"readings": [GOOD | {"id": f"r{i}"} for i in range(20)]}
+    plain = client.post("/classify", json=batch).get_json()
+    packed = client.post(
+        "/classify",
+        data=compress(json.dumps(batch).encode()),
+        headers={"Content-Type": "application/json", "Content-Encoding": coding.upper()},
+    )
+    assert packed.status_code == 200, packed.get_data(as_text=True)
+    assert packed.get_json() == plain
+
+
+def test_a_gzip_body_of_several_members_is_read_whole(client: FlaskClient) -> None:
+    text = json.dumps({"readings": [GOOD] * 4}).encode()
+    half = len(text) // 2
+    response = client.post(
+        "/classify",
+        data=gzip.compress(text[:half]) + gzip.compress(text[half:]),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 200 and len(response.get_json()["results"]) == 4
+
+
+def test_compressed_bodies_that_cannot_be_read(artifact) -> None:
+    client = create_app(Settings(model_path=artifact, max_body_bytes=2048)).test_client()
+    text = json.dumps({"readings": [GOOD] * 10}).encode()
+
+    def post(body: bytes, coding: str):
+        return client.post(
+            "/classify",
+            data=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": coding},
+        )
+
+    unsupported = post(text, "br")
+    assert "Content-Encoding 'br'" in assert_envelope(unsupported, 415)["message"]
+    assert unsupported.headers["Accept-Encoding"] == "gzip, deflate"
+    assert assert_envelope(post(text, "gzip, identity"), 415)
+    assert "malformed gzip body" in assert_envelope(post(text, "gzip"), 400)["message"]
+    cut = gzip.compress(text)[:-12]
+    assert "cut short" in assert_envelope(post(cut, "gzip"), 400)["message"]
+    # 100 kB of JSON in a 200-byte gzip body: the limit holds for what it decompresses to.
+    bomb = gzip.compress(b'{"readings": [' + b" " * 100_000 + b"]}")
+    assert len(bomb) < 2048
+    error = assert_envelope(post(bomb, "gzip"), 413)
+    assert "decompresses to more than" in error["message"]
+    assert "SENSOR_MAX_BODY_BYTES" in error["message"]
+    assert post(gzip.compress(text), "gzip").status_code == 200
+    assert post(text, "identity").status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,25 @@ def test_a_versioned_infer(
     assert_same_answers(result, classify(served, classifier, X), ALL)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_compressed_infer(
+    served: Server,
+    client: triton.InferenceServerClient,
+    classifier: model.Classifier,
+    algorithm: str,
+    binary: bool,
+) -> None:
+    X = readings(MAX_BATCH, seed=4)
+    result = client.infer(
+        NAME,
+        [readings_input(X, binary=binary)],
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
+    assert_same_answers(result, classify(served, classifier, X), ALL)
+
+
 @pytest.mark.parametrize("names", [["label"], ["novel", "probabilities"]])
 def test_only_the_requested_outputs(
     served: Server,
