@@ -40,6 +40,23 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def refused_for_a_full_disk(target: Path, *args: str) -> None:
+    """`python -m training ARGS` writing ``target`` on a full disk: exit 1, saying so plainly,
+    and no temporary file left beside it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"cannot write {target}: No space left on device" in done.stderr
+    assert "unchanged" in done.stderr and "Traceback" not in done.stderr
+    assert temporaries(target.parent) == []
+
+
 def test_a_full_disk_while_saving_exits_1_and_keeps_the_previous_artifact(
     small_disk: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -53,38 +70,16 @@ def test_a_full_disk_while_saving_exits_1_and_keeps_the_previous_artifact(
                 f.write(b"\0" * 4096)
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    code = subprocess.run(
-        [sys.executable, "-m", "training", *TINY, "--out", str(target)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert code.returncode == 1, code.stderr
-    assert f"cannot write {target}: No space left on device" in code.stderr
-    assert "unchanged" in code.stderr and "Traceback" not in code.stderr
+    refused_for_a_full_disk(target, *TINY, "--out", str(target))
     assert target.read_bytes() == before
-    assert temporaries(small_disk) == []
 
 
 def test_generate_on_a_full_disk_exits_1_and_keeps_the_previous_file(small_disk: Path) -> None:
     target = small_disk / "synthetic.csv"
     target.write_text("what was there\n")
     # 100,000 rows are about 2 MB: more than the 1 MiB disk holds.
-    code = subprocess.run(
-        [sys.executable, "-m", "training", "generate", "--samples", "100000", "--out", str(target)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert code.returncode == 1, code.stderr
-    assert f"cannot write {target}: No space left on device" in code.stderr
-    assert "Traceback" not in code.stderr
+    refused_for_a_full_disk(target, "generate", "--samples", "100000", "--out", str(target))
     assert target.read_text() == "what was there\n"
-    assert temporaries(small_disk) == []
 
 
 def test_an_io_error_while_saving_exits_1_and_keeps_the_previous_artifact(
