@@ -102,6 +102,7 @@ def read_body(
         else:
             expected = "Content-Type " + " or ".join(media_types)
         raise UnsupportedMediaType(f"the body must be {expected}, got {shown}")
+    coding = content_coding(environ)
     limit = settings.max_body_bytes
     budget: BodyBudget | None = environ.get(BodyBudget.ENVIRON_KEY)
     length_header = environ.get("CONTENT_LENGTH")
@@ -143,8 +144,7 @@ def read_body(
         )
     if length is not None and len(data) < length:
         raise MalformedRequest(f"the body ended after {len(data)} of {length} bytes")
-    coding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
-    if coding and coding != "identity":
+    if coding is not None:
         data = decompressed(data, coding, limit)
         if budget is not None:
             budget.reserve(environ, len(data))
@@ -161,20 +161,32 @@ CONTENT_CODINGS = {
 ACCEPT_ENCODING = "gzip, deflate"
 
 
-def decompressed(data: bytes, coding: str, limit: int) -> bytes:
-    """The body ``data`` sent with Content-Encoding ``coding``, at most ``limit`` bytes of it.
+def content_coding(environ: dict[str, Any]) -> str | None:
+    """The request body's Content-Encoding, one of ``CONTENT_CODINGS``, or None when it has none.
 
-    Raises 415 for a coding other than gzip or deflate (saying which are, in Accept-Encoding),
-    400 for data that is not in that coding or is cut short, and 413 as soon as it would
-    decompress to more than ``limit``: a small body cannot unpack into a large one.
+    Raises 415 for any other coding, before the body is read, saying in Accept-Encoding which
+    are read.
     """
-    wbits = CONTENT_CODINGS.get(coding)
-    if wbits is None:
+    coding = str(environ.get("HTTP_CONTENT_ENCODING", "")).strip().lower()
+    if not coding or coding == "identity":
+        return None
+    if coding not in CONTENT_CODINGS:
         raise UnsupportedMediaType(
             f"Content-Encoding {coding!r} is not supported; send the body as {ACCEPT_ENCODING}"
             " or uncompressed",
             headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
+    return coding
+
+
+def decompressed(data: bytes, coding: str, limit: int) -> bytes:
+    """The body ``data`` sent with Content-Encoding ``coding`` (from ``content_coding``), at most
+    ``limit`` bytes of it.
+
+    Raises 400 for data that is not in that coding or is cut short, and 413 as soon as it would
+    decompress to more than ``limit``: a small body cannot unpack into a large one.
+    """
+    wbits = CONTENT_CODINGS[coding]
     name = "gzip" if "gzip" in coding else coding
     parts: list[bytes] = []
     size = 0

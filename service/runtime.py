@@ -150,7 +150,8 @@ def keep_copy(loaded: LoadedModel, state_dir: Path | None) -> None:
     no copy can be kept (a full disk, a read-only directory, the file replaced meanwhile), an
     older copy is removed: a worker restarted while the file is unusable would otherwise serve
     that older model beside siblings serving this one; without a copy it does not start. A copy
-    of this same model or of a newer one, kept by a sibling, stays. Logged, never raised: serving matters more.
+    of this same model or of a newer one, kept by a sibling, stays. Logged, never raised:
+    serving matters more.
     """
     if state_dir is None or loaded.signature is None:
         return

@@ -503,10 +503,6 @@ def _run_train(args: argparse.Namespace) -> int:
         raise _UsageError(
             "--samples sets the size of synthetic data; it cannot be used with --data"
         )
-    # Found now rather than after the training: where the artifact and the report will go.
-    _make_directory(args.out.parent, args.out)
-    if args.report is not None:
-        _make_directory(args.report, args.report)
     if args.data is None:
         for flag, value in (("--group-column", args.group_column), ("--units", args.units)):
             if value is not None:
@@ -521,6 +517,10 @@ def _run_train(args: argparse.Namespace) -> int:
         config = _fit_config(args)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    # Found now rather than after the training: where the artifact and the report will go.
+    _make_directory(args.out.parent, args.out)
+    if args.report is not None:
+        _make_directory(args.report, args.report)
     rng = np.random.default_rng(args.seed)
     if args.data is None:
         n_samples = args.samples if args.samples is not None else DEFAULT_SAMPLES
