@@ -431,6 +431,19 @@ class ModelRuntime:
         return True
 
     def _install(self, loaded: LoadedModel, previous: LoadedModel | None) -> None:
+        if previous is not None and (loaded.version, loaded.path) == (
+            previous.version,
+            previous.path,
+        ):
+            # The same model written again (touch, chmod, a sync job copying it anew): nothing
+            # rolls out, so nothing is counted or logged as a reload; only its file is new.
+            self._loaded = loaded
+            if self.problem is not None:
+                logger.info(
+                    "model artifact %s is usable again: model %s", loaded.path, loaded.version
+                )
+            self._set_problem(None)
+            return
         self.observers.serving(loaded.classifier)
         self._loaded = loaded
         if loaded.path == self.path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 import model
 from service.app import create_app
@@ -35,6 +36,17 @@ def version_answering(client: FlaskClient) -> str:
     response = client.post("/classify", json=READING)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["model_version"]
+
+
+def reloads_counted(client: FlaskClient) -> dict[str, float]:
+    """`sensor_model_reloads_total` by outcome, as /metrics shows it."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "sensor_model_reloads_total"
+    }
 
 
 def test_a_new_artifact_is_served_from_the_next_request(
@@ -224,6 +236,59 @@ def test_a_same_size_rewrite_in_place_that_keeps_the_mtime_is_reloaded(
         before.st_mtime_ns,
     )
     assert version_answering(client) == new.version
+
+
+@pytest.mark.parametrize(
+    "same_model",
+    [
+        pytest.param(lambda path: path.touch(), id="touch"),
+        pytest.param(lambda path: path.chmod(0o600), id="chmod"),
+        # A deployment that copies the artifact it already shipped, as a sync job does.
+        pytest.param(lambda path: replace_with_bytes(path, path.read_bytes()), id="copied again"),
+    ],
+)
+def test_the_same_model_written_again_is_no_reload(
+    artifact: Path,
+    client: FlaskClient,
+    classifier: model.Classifier,
+    caplog: pytest.LogCaptureFixture,
+    same_model: Callable[[Path], None],
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.runtime")
+    assert version_answering(client) == classifier.version
+    before = artifact.stat()
+    same_model(artifact)
+    while artifact.stat().st_ctime_ns == before.st_ctime_ns:  # within the clock's last tick
+        time.sleep(0.001)
+        same_model(artifact)
+    assert version_answering(client) == classifier.version
+    assert reloads_counted(client) == {}
+    assert not [r for r in caplog.records if "now serving" in r.getMessage()]
+    # The file is still followed: a new model after it is a reload, and the only one.
+    new = build_classifier(seed=42)
+    new.save(artifact)
+    assert version_answering(client) == new.version
+    assert reloads_counted(client) == {"success": 1.0}
+
+
+def test_the_same_model_back_after_its_file_was_missing_says_so_once(
+    artifact: Path,
+    client: FlaskClient,
+    classifier: model.Classifier,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.runtime")
+    data = artifact.read_bytes()
+    artifact.unlink()
+    assert version_answering(client) == classifier.version
+    replace_with_bytes(artifact, data)
+    for _ in range(3):
+        assert version_answering(client) == classifier.version
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("is usable again" in m for m in messages) == 1, messages
+    assert not [m for m in messages if "now serving" in m]
+    assert client.get("/model").get_json()["artifact_problem"] is None
+    assert reloads_counted(client) == {}
 
 
 def test_app_refuses_to_start_on_a_bad_model(tmp_path: Path) -> None:
