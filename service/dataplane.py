@@ -163,6 +163,11 @@ class DataPlane:
             self.settings.max_json_depth,
             tensor_data,
         )
+        if request.model_name is not None and request.model_name != model_name:
+            raise MalformedRequest(
+                f"the request's model_name {request.model_name!r} is not the model of its path,"
+                f" {model_name!r}"
+            )
         outside = loaded.requests.outside_limits(X)
         if outside is not None:
             raise MalformedRequest(f"input {request.inputs[0].name!r}, {outside}")

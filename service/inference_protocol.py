@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version as distribution_version
@@ -13,12 +12,16 @@ import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
+    Tag,
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from service.body import byte_count, nesting_exceeds, shown_number, too_deep, utf8_text
@@ -40,7 +43,31 @@ INFERENCE_HEADER = "Inference-Header-Content-Length"
 BINARY = "application/octet-stream"
 
 _Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-_Parameters = dict[str, Any]
+
+
+def _no_shared_memory(parameters: Any) -> Any:
+    # Tensors in a shared memory region the client registered (Triton's extension): answering
+    # them inline, or reading no input at all, would be a silent wrong answer.
+    if isinstance(parameters, dict) and any(
+        isinstance(key, str) and key.startswith("shared_memory") for key in parameters
+    ):
+        raise ValueError("the shared memory extension is not implemented (see GET /v2)")
+    return parameters
+
+
+_Parameters = Annotated[dict[str, Any], AfterValidator(_no_shared_memory)]
+
+
+def _integer(value: Any) -> Any:
+    # A shape's dimensions are integers in the protocol, not whatever converts to one.
+    if type(value) is not int:
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+def _data_layout(data: Any) -> str:
+    # `data` is flat (row-major) or nested as rows; errors are located in the layout sent.
+    return "rows" if isinstance(data, list) and data and isinstance(data[0], list) else "flat"
 
 
 OutputName = Literal["probabilities", "label", "novel"]
@@ -57,6 +84,8 @@ class OutputParameters(BaseModel):
         default=None,
         description="Triton's classification extension, which is not implemented: refused.",
     )
+
+    _shared_memory = model_validator(mode="before")(_no_shared_memory)
 
     @field_validator("classification", mode="before")
     @classmethod
@@ -93,19 +122,36 @@ def inference_request_model(n_features: int, max_batch: int) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid", title="RequestInput"),
         __doc__=f"One input tensor of shape [N, {n_features}]: data flat (row-major) or as rows.",
         name=(str, ...),
-        shape=(tuple[Annotated[int, Field(ge=1, le=max_batch)], Literal[n_features]], ...),
+        shape=(
+            tuple[
+                Annotated[int, Field(strict=True, ge=1, le=max_batch)],
+                Annotated[Literal[n_features], BeforeValidator(_integer)],
+            ],
+            ...,
+        ),
         datatype=(Literal[INPUT_DATATYPES], ...),  # type: ignore[valid-type]
         parameters=(_Parameters | None, None),
+        # None only when the values come as binary tensor data (the binary_data_size parameter).
         data=(
-            Annotated[list[_Number], Field(min_length=1, max_length=max_batch * n_features)]
-            | Annotated[list[row], Field(min_length=1, max_length=max_batch)],  # type: ignore[valid-type]
-            ...,
+            Annotated[
+                Annotated[
+                    list[_Number],
+                    Field(min_length=1, max_length=max_batch * n_features),
+                    Tag("flat"),
+                ]
+                | Annotated[list[row], Field(min_length=1, max_length=max_batch), Tag("rows")],  # type: ignore[valid-type]
+                Discriminator(_data_layout),
+            ]
+            | None,
+            None,
         ),
     )
     return create_model(
         "InferenceRequest",
-        __config__=ConfigDict(extra="forbid", title="InferenceRequest"),
+        __config__=ConfigDict(extra="forbid", title="InferenceRequest", protected_namespaces=()),
         __doc__="`POST /v2/models/{name}/infer`: one FP32 input of shape [N, n_features].",
+        # As KServe's clients send it; when given, it must name the model of the path.
+        model_name=(str | None, None),
         id=(Annotated[str, AfterValidator(utf8_text)] | None, None),
         parameters=(RequestParameters | None, None),
         inputs=(Annotated[list[request_input], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
@@ -223,63 +269,47 @@ def _binary_data_size(tensor: Any, where: str) -> int | None:
     return size
 
 
-def with_binary_inputs(document: Any, tensor_data: bytes) -> Any:
-    """``document`` with each binary input's values in its `data`, as if they came as JSON.
+def binary_inputs(document: Any, tensor_data: bytes) -> dict[int, np.ndarray[Any, Any]]:
+    """The values of each input that has the `binary_data_size` parameter, by input index.
 
-    An input with the `binary_data_size` parameter takes that many bytes of ``tensor_data``
-    (in input order): little-endian FP32 or FP64, as many as its shape holds. Every byte of
-    ``tensor_data`` must belong to an input. Raises 400.
+    Each takes that many bytes of ``tensor_data``, in input order: little-endian FP32 or FP64
+    values, as float64. Their count is checked against the validated shape later
+    (``parse_inference_request``), as is that every byte belongs to an input. Raises 400.
     """
     offset = 0
+    values: dict[int, np.ndarray[Any, Any]] = {}
     inputs = document.get("inputs") if isinstance(document, dict) else None
-    if isinstance(inputs, list):
-        decoded = []
-        for i, tensor in enumerate(inputs):
-            where = f"inputs.{i}"
-            size = _binary_data_size(tensor, where)
-            if size is None:
-                decoded.append(tensor)
-                continue
-            if "data" in tensor:
-                raise MalformedRequest(
-                    f"invalid inference request at {where}: `data` and the binary_data_size"
-                    " parameter exclude each other"
-                )
-            datatype = tensor.get("datatype")
-            element = INPUT_ELEMENTS.get(datatype) if isinstance(datatype, str) else None
-            if element is None:
-                raise MalformedRequest(
-                    f"invalid inference request at {where}.datatype: binary data must be"
-                    f" {' or '.join(INPUT_DATATYPES)}, got {datatype!r}"
-                )
-            if offset + size > len(tensor_data):
-                raise MalformedRequest(
-                    f"input {tensor.get('name')!r}: binary_data_size {size} bytes at offset"
-                    f" {offset}, but {len(tensor_data)} bytes follow the JSON header"
-                )
-            shape = tensor.get("shape")
-            if isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape):
-                expected = math.prod(shape) * element.itemsize
-                if size != expected:
-                    raise MalformedRequest(
-                        f"input {tensor.get('name')!r}: binary_data_size {size} bytes for shape"
-                        f" {shape} of {datatype} ({expected} expected)"
-                    )
-            elif size % element.itemsize:
-                raise MalformedRequest(
-                    f"input {tensor.get('name')!r}: binary_data_size {size} bytes is not a"
-                    f" whole number of {datatype} values ({element.itemsize} bytes each)"
-                )
-            values = np.frombuffer(tensor_data, element, size // element.itemsize, offset)
-            offset += size
-            decoded.append({**tensor, "data": values.astype(np.float64).tolist()})
-        document = {**document, "inputs": decoded}
-    if offset != len(tensor_data):
-        raise MalformedRequest(
-            f"{len(tensor_data) - offset} bytes of binary data after the JSON header belong to"
-            f" no input (the inputs' binary_data_size add up to {offset})"
-        )
-    return document
+    for i, tensor in enumerate(inputs if isinstance(inputs, list) else ()):
+        where = f"inputs.{i}"
+        size = _binary_data_size(tensor, where)
+        if size is None:
+            continue
+        if "data" in tensor:
+            raise MalformedRequest(
+                f"invalid inference request at {where}: `data` and the binary_data_size"
+                " parameter exclude each other"
+            )
+        datatype = tensor.get("datatype")
+        element = INPUT_ELEMENTS.get(datatype) if isinstance(datatype, str) else None
+        if element is None:
+            raise MalformedRequest(
+                f"invalid inference request at {where}.datatype: binary data must be"
+                f" {' or '.join(INPUT_DATATYPES)}, got {datatype!r}"
+            )
+        if offset + size > len(tensor_data):
+            raise MalformedRequest(
+                f"input {tensor.get('name')!r}: binary_data_size {size} bytes at offset"
+                f" {offset}, but {len(tensor_data)} bytes follow the JSON header"
+            )
+        if size % element.itemsize:
+            raise MalformedRequest(
+                f"input {tensor.get('name')!r}: binary_data_size {size} bytes is not a"
+                f" whole number of {datatype} values ({element.itemsize} bytes each)"
+            )
+        raw = np.frombuffer(tensor_data, element, size // element.itemsize, offset)
+        values[i] = raw.astype(np.float64)
+        offset += size
+    return values
 
 
 def parse_inference_request(
@@ -290,7 +320,7 @@ def parse_inference_request(
     ``tensor_data``: the binary tensor data that followed the JSON header, if any. A request
     nesting deeper than ``max_depth`` levels is refused, as on `/classify`.
     """
-    document = with_binary_inputs(document, tensor_data)
+    binary = binary_inputs(document, tensor_data)
     try:
         request: Any = inference_request_model(n_features, max_batch).model_validate(document)
     except ValidationError as exc:
@@ -304,9 +334,21 @@ def parse_inference_request(
     ]
     if any(nesting_exceeds(p, max_depth - above) for p, above in parameters if p is not None):
         raise too_deep(max_depth)
+    names = [output.name for output in request.outputs or ()]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise MalformedRequest(
+                f"invalid inference request at outputs.{i}.name: {name!r} is requested twice"
+            )
     tensor = request.inputs[0]
     n = tensor.shape[0]
+    if 0 in binary:
+        return request, _binary_readings(tensor, binary[0], n_features, len(tensor_data))
     data = tensor.data
+    if data is None:
+        raise MalformedRequest("invalid inference request at inputs.0.data: Field required")
+    if len(tensor_data):
+        raise _unclaimed(len(tensor_data), 0)
     if isinstance(data[0], list):
         if len(data) != n:
             raise MalformedRequest(
@@ -319,6 +361,36 @@ def parse_inference_request(
             f" ({n * n_features} expected)"
         )
     return request, np.array(data, dtype=np.float64).reshape(n, n_features)
+
+
+def _binary_readings(
+    tensor: Any, values: np.ndarray[Any, Any], n_features: int, received: int
+) -> np.ndarray[Any, Any]:
+    """The readings of a validated input whose ``values`` came as binary tensor data."""
+    n, itemsize = tensor.shape[0], INPUT_ELEMENTS[tensor.datatype].itemsize
+    size = values.size * itemsize
+    if values.size != n * n_features:
+        raise MalformedRequest(
+            f"input {tensor.name!r}: binary_data_size {size} bytes for shape"
+            f" {list(tensor.shape)} of {tensor.datatype} ({n * n_features * itemsize} expected)"
+        )
+    if received != size:
+        raise _unclaimed(received - size, size)
+    finite = np.isfinite(values)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise MalformedRequest(
+            f"input {tensor.name!r}: binary value {i} (row {i // n_features}, column"
+            f" {i % n_features}) is not a finite number"
+        )
+    return values.reshape(n, n_features)
+
+
+def _unclaimed(extra: int, claimed: int) -> MalformedRequest:
+    return MalformedRequest(
+        f"{extra} bytes of binary data after the JSON header belong to no input (the inputs'"
+        f" binary_data_size add up to {claimed})"
+    )
 
 
 def outputs(

@@ -84,6 +84,11 @@ def test_infer_honours_requested_outputs(client: FlaskClient) -> None:
         (infer_body([True, 1.0], [1, 2]), "inputs.0.data"),
         (infer_body([1.0, 2.0], [0, 2]), "inputs.0.shape.0"),
         (infer_body([1.0, 2.0], [1, 2, 1]), "inputs.0.shape"),
+        # Each dimension an integer (the protocol's words), not anything that converts to one.
+        (infer_body([1.0, 2.0], ["1", 2]), "inputs.0.shape.0"),
+        (infer_body([1.0, 2.0], [1.0, 2]), "inputs.0.shape.0"),
+        (infer_body([1.0, 2.0], [True, 2]), "inputs.0.shape.0"),
+        (infer_body([1.0, 2.0], [1, 2.0]), "inputs.0.shape.1"),
         ({"inputs": []}, "inputs"),
         ({"inputs": [{"name": "x"}]}, "inputs.0"),
         ({"inputs": infer_body([1.0, 2.0], [1, 2])["inputs"] * 2}, "inputs"),
@@ -443,3 +448,119 @@ def test_the_classification_extension_is_refused(client: FlaskClient) -> None:
     error = response.get_json()["error"]
     assert "outputs.0.parameters.classification" in error and "not implemented" in error
     assert "classification" not in client.get("/v2").get_json()["extensions"]
+
+
+def test_a_binary_input_whose_shape_has_huge_dimensions_is_400(client: FlaskClient) -> None:
+    # Their product has more digits than Python prints: it must not be computed, let alone shown.
+    huge = "1" + "0" * 3000
+    head = (
+        b'{"inputs": [{"name": "readings", "shape": [' + f"{huge}, {huge}".encode() + b", 2],"
+        b' "datatype": "FP32", "parameters": {"binary_data_size": 8}}]}'
+    )
+    response = client.post(
+        INFER, data=head + b"\0" * 8, headers={kserve.INFERENCE_HEADER: str(len(head))}
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "inputs.0.shape" in kserve.V2Error.model_validate(response.get_json()).error
+
+
+@pytest.mark.parametrize(
+    ("header", "fragment"),
+    [
+        ({"inputs": {"a": 1}}, "at inputs: Input should be a valid list"),
+        (["x"], "at body: Input should be a valid dictionary"),
+        (
+            {"inputs": [{**binary_request([1, 2], 8)["inputs"][0], "parameters": [1]}]},
+            "at inputs.0.parameters: Input should be a valid dictionary",
+        ),
+    ],
+)
+def test_a_malformed_header_before_binary_data_says_what_is_wrong_with_it(
+    client: FlaskClient, header: object, fragment: str
+) -> None:
+    head = json.dumps(header).encode()
+    response = client.post(
+        INFER, data=head + b"\0" * 8, headers={kserve.INFERENCE_HEADER: str(len(head))}
+    )
+    assert response.status_code == 400
+    assert fragment in kserve.V2Error.model_validate(response.get_json()).error
+
+
+def test_the_model_name_in_the_body_as_kserve_clients_send_it(
+    client: FlaskClient, classifier: model.Classifier
+) -> None:
+    # KServe's InferRequest.to_rest() puts the model's name and a request id at the top.
+    body = infer_body(
+        [47.5, 2.3], [1, 2], model_name=NAME, id="4b9e0c1e-5d0c-4a53-9b8e-0b1c2d3e4f50"
+    )
+    response = client.post(INFER, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["model_name"] == NAME
+    response = client.post(INFER, json=infer_body([47.5, 2.3], [1, 2], model_name="other"))
+    assert response.status_code == 400
+    assert kserve.V2Error.model_validate(response.get_json()).error == (
+        f"the request's model_name 'other' is not the model of its path, {NAME!r}"
+    )
+
+
+def test_an_output_requested_twice_is_400(client: FlaskClient) -> None:
+    body = infer_body([47.5, 2.3], [1, 2], outputs=[{"name": "label"}, {"name": "label"}])
+    response = client.post(INFER, json=body)
+    assert response.status_code == 400
+    assert kserve.V2Error.model_validate(response.get_json()).error == (
+        "invalid inference request at outputs.1.name: 'label' is requested twice"
+    )
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_the_shared_memory_extension_is_refused(client: FlaskClient, where: str) -> None:
+    region = {"shared_memory_region": "region-0", "shared_memory_byte_size": 8}
+    if where == "input":
+        body = binary_request([1, 2], 8)
+        body["inputs"][0]["parameters"] = region
+        located = "inputs.0.parameters"
+    else:
+        body = infer_body([47.5, 2.3], [1, 2], outputs=[{"name": "novel", "parameters": region}])
+        located = "outputs.0.parameters"
+    response = client.post(INFER, json=body)
+    assert response.status_code == 400
+    error = kserve.V2Error.model_validate(response.get_json()).error
+    assert located in error and "shared memory extension is not implemented" in error
+    assert "shared_memory" not in client.get("/v2").get_json()["extensions"]
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (
+            b"[[47.5, 2.3], [47.5, NaN]]",
+            "at inputs.0.data.rows.1.1: Input should be a finite number",
+        ),
+        (b"[[47.5, 2.3], [47.5]]", "at inputs.0.data.rows.1: List should have at least 2 items"),
+        (
+            b"[47.5, 2.3, 47.5, Infinity]",
+            "at inputs.0.data.flat.3: Input should be a finite number",
+        ),
+    ],
+)
+def test_a_bad_value_is_located_where_it_is(
+    client: FlaskClient, data: bytes, fragment: str
+) -> None:
+    body = (
+        b'{"inputs": [{"name": "readings", "shape": [2, 2], "datatype": "FP64", "data": %s}]}'
+        % data
+    )
+    response = client.post(INFER, data=body, content_type="application/json")
+    assert response.status_code == 400
+    error = kserve.V2Error.model_validate(response.get_json()).error
+    assert fragment in error and "more)" not in error, error
+
+
+def test_a_binary_value_that_is_not_finite_is_400_naming_it(client: FlaskClient) -> None:
+    raw = np.array([[47.5, 2.3], [47.5, np.nan]], "<f4").tobytes()
+    body, headers = binary_body(binary_request([2, 2], len(raw)), raw)
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 400
+    assert kserve.V2Error.model_validate(response.get_json()).error == (
+        "input 'readings': binary value 3 (row 1, column 1) is not a finite number"
+    )

@@ -299,6 +299,21 @@ def test_errors_the_client_can_provoke_carry_the_services_message(
         "invalid inference request at outputs.0.parameters.classification:"
         " Value error, the classification extension is not implemented (see GET /v2)"
     )
+    # An output or input the client expects in its shared memory region: refused, not
+    # answered inline into a region nothing writes.
+    in_region = triton.InferRequestedOutput("probabilities")
+    in_region.set_shared_memory("region-0", 12)
+    from_region = triton.InferInput("readings", [1, 2], "FP32")
+    from_region.set_shared_memory("region-0", 8)
+    for inputs, outputs, where in (
+        ([readings_input(readings(1))], [in_region], "outputs.0.parameters"),
+        ([from_region], None, "inputs.0.parameters"),
+    ):
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer(NAME, inputs, outputs=outputs)
+        assert raised.value.status() == "400"
+        assert raised.value.message().startswith(f"invalid inference request at {where}: ")
+        assert "the shared memory extension is not implemented" in raised.value.message()
 
 
 def test_the_same_error_over_plain_http(served: Server) -> None:
