@@ -371,7 +371,7 @@ class ModelRuntime:
             current = self._loaded
             if current is not None and signature == current.signature:
                 if current.path == self.path:
-                    self._set_problem(None)  # the file is back as it was
+                    self._usable_again(current)  # the file is back as it was
                 return False
             if signature == self._refused:
                 self._set_problem(self._refusal)  # it may have said "cannot stat" meanwhile
@@ -430,19 +430,19 @@ class ModelRuntime:
         self._install(loaded, previous)
         return True
 
+    def _usable_again(self, loaded: LoadedModel) -> None:
+        """The configured file serves ``loaded``: any problem with it is over, and said so."""
+        if self.problem is not None:
+            logger.info("model artifact %s is usable again: model %s", loaded.path, loaded.version)
+        self._set_problem(None)
+
     def _install(self, loaded: LoadedModel, previous: LoadedModel | None) -> None:
-        if previous is not None and (loaded.version, loaded.path) == (
-            previous.version,
-            previous.path,
-        ):
-            # The same model written again (touch, chmod, a sync job copying it anew): nothing
-            # rolls out, so nothing is counted or logged as a reload; only its file is new.
+        if previous is not None and loaded.version == previous.version:
+            # The same model written again (touch, chmod, a sync job copying it anew), or back
+            # in the file while this worker served it from the last good copy: nothing rolls
+            # out, so nothing is counted or logged as a reload; only its file is new.
             self._loaded = loaded
-            if self.problem is not None:
-                logger.info(
-                    "model artifact %s is usable again: model %s", loaded.path, loaded.version
-                )
-            self._set_problem(None)
+            self._usable_again(loaded)
             return
         self.observers.serving(loaded.classifier)
         self._loaded = loaded

@@ -349,6 +349,50 @@ def test_a_worker_started_while_the_artifact_is_unusable_serves_the_last_good_co
     assert "sensor_model_artifact_problem 0.0" in worker.get("/metrics").get_data(as_text=True)
 
 
+def test_a_worker_on_the_last_good_copy_takes_the_same_model_back_without_a_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    good = path.read_bytes()
+    settings = Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    served = version_answering(create_app(settings).test_client())  # keeps the last good copy
+    replace_with_bytes(path, b"this is not a model")
+    worker = create_app(settings).test_client()  # started on the copy (max_requests recycling)
+    assert "not a zip archive" in artifact_problem(worker)
+    caplog.set_level(logging.INFO, logger="service.runtime")
+    replace_with_bytes(path, good)
+    assert version_answering(worker) == served
+    assert worker.get("/model").get_json()["artifact_problem"] is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if "usable again" in m] == [
+        f"model artifact {path} is usable again: model {served}"
+    ]
+    assert not [m for m in messages if "now serving" in m]
+    assert reloads_counted(worker) == {}
+
+
+def test_a_symlink_that_dangled_and_points_back_says_the_file_is_usable_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Kubernetes mounts a ConfigMap's files as symlinks into a directory swapped by symlink.
+    target = write_artifact(tmp_path / "v1" / "model.npz", seed=3)
+    path = tmp_path / "model.npz"
+    path.symlink_to(target)
+    client = create_app(Settings(model_path=path, reload_interval=0)).test_client()
+    served = version_answering(client)
+    caplog.set_level(logging.INFO, logger="service.runtime")
+    path.unlink()
+    path.symlink_to(tmp_path / "nowhere")
+    assert "cannot stat" in artifact_problem(client)
+    path.unlink()
+    path.symlink_to(target)  # the very same file: inode, size and times
+    assert version_answering(client) == served
+    assert client.get("/model").get_json()["artifact_problem"] is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot stat" in m for m in messages) == 1
+    assert messages[-1] == f"model artifact {path} is usable again: model {served}"
+
+
 def test_a_worker_started_on_the_last_good_copy_says_why_when_the_bad_file_comes_back(
     tmp_path: Path,
 ) -> None:
