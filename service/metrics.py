@@ -366,21 +366,25 @@ class Metrics:
 class RouteNames:
     """Maps a request path to its route pattern (the metrics label), from the app's URL map.
 
-    Looked up after the response, without Flask's request context: static paths by dict, the
-    few patterns with parameters by regex. Unknown paths are all "unmatched".
+    Looked up after the response, without Flask's request context: fixed paths by dict, the
+    few patterns with parameters by regex (a `path` parameter, as the model card's static files
+    have, spans slashes). Unknown paths are all "unmatched".
     """
 
     def __init__(self, app: Flask) -> None:
         self.static: dict[str, str] = {}
         self.patterns: list[tuple[re.Pattern[str], str]] = []
         for rule in app.url_map.iter_rules():
-            if rule.endpoint == "static":
-                continue
             if not rule.arguments:
                 self.static[rule.rule] = rule.rule
             else:
-                literal_parts = re.split(r"<[^>]+>", rule.rule)
-                regex = "[^/]+".join(re.escape(part) for part in literal_parts)
+                parts = re.split(r"<([^>]+)>", rule.rule)
+                regex = "".join(
+                    re.escape(part)
+                    if i % 2 == 0
+                    else (".+" if part.startswith("path:") else "[^/]+")
+                    for i, part in enumerate(parts)
+                )
                 self.patterns.append((re.compile(regex + r"\Z"), rule.rule))
 
     def __call__(self, path: str) -> str:

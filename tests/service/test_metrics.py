@@ -30,6 +30,9 @@ def test_requests_are_counted_by_endpoint_method_and_status(client: FlaskClient)
     client.post("/classify", json={"temperature": "hot", "vibration": 1.0})
     client.get("/no/such/page")
     client.get("/v2/models/whatever")
+    # The model card's own files, as a browser loads them with the page.
+    client.get("/static/card.css").close()
+    client.get("/static/card.js").close()
     # What a server hands over for `POST //classify`: Werkzeug matches it to /classify.
     path = {"PATH_INFO": "//classify"}
     client.post("/classify", json={"temperature": 40.0, "vibration": 1.0}, environ_overrides=path)
@@ -43,6 +46,7 @@ def test_requests_are_counted_by_endpoint_method_and_status(client: FlaskClient)
     assert delta(endpoint="/classify", method="POST", status="422") == 1
     assert delta(endpoint="unmatched", method="GET", status="404") == 1
     assert delta(endpoint="/v2/models/<model_name>", method="GET", status="404") == 1
+    assert delta(endpoint="/static/<path:filename>", method="GET", status="200") == 2
     # The latency histogram saw every /classify request.
     count = "sensor_http_request_duration_seconds_count"
     assert (
