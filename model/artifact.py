@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from model.classifier import Classifier
 from model.drift import ARRAY_KEYS as _DRIFT_KEYS
+from model.drift import PROBABILITIES_KEY as _DRIFT_PROBABILITIES
 from model.drift import DriftReference
 from model.network import MLP
 from model.normalization import Standardizer
@@ -295,6 +296,8 @@ def _from_arrays(arrays: dict[str, NDArray[Any]], fail: Any) -> Classifier:
         missing = sorted(set(_DRIFT_KEYS) - set(present))
         raise fail(f"incomplete drift reference: missing keys {missing}")
     expected.update(present)
+    if present and _DRIFT_PROBABILITIES in arrays:
+        expected.add(_DRIFT_PROBABILITIES)
     for key in sorted(expected):
         get(key)
     unexpected = sorted(set(arrays) - expected)

@@ -13,6 +13,7 @@ training never saw and that now holds a share o contributes about o * ln(o / PSI
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,6 +28,11 @@ DEFAULT_BINS = 10
 # Shares must sum to 1 within this (they are ratios of integer counts, written in float64).
 _SUM_TOLERANCE = 1e-6
 ARRAY_KEYS = ("drift_edges", "drift_edge_counts", "drift_feature_shares", "drift_label_shares")
+# Optional (artifacts written before it lack it): validation readings' calibrated probabilities,
+# from which the label shares are counted again when only the costs change.
+PROBABILITIES_KEY = "drift_validation_probabilities"
+# Probabilities are stored in float32: rows sum to 1 within this.
+_STORED_SUM_TOLERANCE = 1e-4
 
 
 def psi(observed: ArrayLike, reference: ArrayLike, epsilon: float = PSI_EPSILON) -> float:
@@ -68,11 +74,15 @@ class DriftReference:
         each bin (the underflow and overflow bins hold 0 for the data the edges came from)
     label_shares : ndarray of shape (n_classes,), the share of validation readings answered
         with each class (the decision the service answers, costs included)
+    probabilities : ndarray of shape (m, n_classes), calibrated probabilities of (a sample of)
+        the validation readings, so that ``answered`` can count the labels again for other
+        costs; None in artifacts written before it
     """
 
     edges: tuple[NDArray[np.float64], ...]
     feature_shares: tuple[NDArray[np.float64], ...]
     label_shares: NDArray[np.float64]
+    probabilities: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edges", tuple(np.asarray(e, np.float64) for e in self.edges))
@@ -99,13 +109,31 @@ class DriftReference:
         if self.label_shares.ndim != 1 or self.label_shares.size < 2:
             raise ValueError("the drift reference needs label shares for at least two classes")
         _check_shares(self.label_shares, "label shares")
+        if self.probabilities is not None:
+            P = np.asarray(self.probabilities, np.float64)
+            object.__setattr__(self, "probabilities", P)
+            if P.ndim != 2 or P.shape[0] < 1 or P.shape[1] != self.label_shares.size:
+                raise ValueError(
+                    f"validation probabilities of shape {P.shape} for {self.label_shares.size}"
+                    " classes"
+                )
+            if not np.all(np.isfinite(P)) or np.any(P < 0) or np.any(P > 1):
+                raise ValueError("validation probabilities must be finite and within [0, 1]")
+            if np.any(np.abs(P.sum(axis=1) - 1.0) > _STORED_SUM_TOLERANCE):
+                raise ValueError("validation probabilities do not sum to 1 in every row")
 
     @classmethod
     def fit(
-        cls, X: ArrayLike, labels: ArrayLike, n_classes: int, n_bins: int = DEFAULT_BINS
+        cls,
+        X: ArrayLike,
+        labels: ArrayLike,
+        n_classes: int,
+        n_bins: int = DEFAULT_BINS,
+        probabilities: ArrayLike | None = None,
     ) -> DriftReference:
         """The reference of training readings ``X`` (n_samples, n_features) and the labels
-        ``labels`` (m,) answered on validation readings (indices into the classes)."""
+        ``labels`` (m,) answered on validation readings (indices into the classes), keeping
+        ``probabilities`` (validation readings', see the class) if given."""
         X = np.asarray(X, dtype=np.float64)
         labels = np.asarray(labels, dtype=np.intp)
         if X.ndim != 2 or X.shape[0] == 0 or labels.size == 0:
@@ -116,7 +144,18 @@ class DriftReference:
             for j, e in enumerate(edges)
         )
         label_shares = shares(np.bincount(labels, minlength=n_classes))
-        return cls(edges=edges, feature_shares=feature_shares, label_shares=label_shares)
+        return cls(
+            edges=edges,
+            feature_shares=feature_shares,
+            label_shares=label_shares,
+            probabilities=None if probabilities is None else np.asarray(probabilities),
+        )
+
+    def answered(self, labels: ArrayLike) -> DriftReference:
+        """This reference with the label shares of ``labels`` (m,), the labels another decision
+        gives the stored validation ``probabilities`` (indices into the classes)."""
+        counts = np.bincount(np.asarray(labels, dtype=np.intp), minlength=self.n_classes)
+        return dataclasses.replace(self, label_shares=shares(counts))
 
     @property
     def n_features(self) -> int:
@@ -144,13 +183,17 @@ class DriftReference:
         ]
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
-        """The artifact's arrays for this reference, keyed by ``ARRAY_KEYS``."""
-        return {
+        """The artifact's arrays for this reference, keyed by ``ARRAY_KEYS`` (and
+        ``PROBABILITIES_KEY`` when it has probabilities)."""
+        arrays = {
             "drift_edges": np.concatenate(self.edges),
             "drift_edge_counts": np.array([e.size for e in self.edges], dtype=np.int64),
             "drift_feature_shares": np.concatenate(self.feature_shares),
             "drift_label_shares": self.label_shares,
         }
+        if self.probabilities is not None:
+            arrays[PROBABILITIES_KEY] = self.probabilities.astype(np.float32)
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, NDArray[Any]]) -> DriftReference:
@@ -169,10 +212,14 @@ class DriftReference:
             )
         edge_ends = np.cumsum(counts)[:-1]
         share_ends = np.cumsum(counts + 1)[:-1]
+        probabilities = arrays.get(PROBABILITIES_KEY)
+        if probabilities is not None and probabilities.dtype.kind != "f":
+            raise ValueError(f"key {PROBABILITIES_KEY!r} must be floating point")
         return cls(
             edges=tuple(np.split(edges, edge_ends)),
             feature_shares=tuple(np.split(all_shares, share_ends)),
             label_shares=arrays["drift_label_shares"],
+            probabilities=probabilities,
         )
 
 

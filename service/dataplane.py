@@ -44,7 +44,7 @@ class ModelCard:
     # None when the model has no drift reference; ``no_drift`` then says why.
     drift: dict[str, Any] | None
     no_drift: str
-    # Share of the readings counted since the model was loaded that were novel (None: none yet).
+    # Share of the readings this model version answered that were novel (None: none yet).
     novel_rate: float | None
 
 
@@ -189,7 +189,7 @@ class DataPlane:
     # --- drift (`GET /drift`) ---------------------------------------------------------------
 
     def drift(self) -> dict[str, Any]:
-        """What `GET /drift` answers (see `schemas.DriftReport`): PSI since the model was loaded.
+        """What `GET /drift` answers (see `schemas.DriftReport`): PSI of what this version answered.
 
         Raises NotFound when the model has no drift reference or nothing counts readings.
         """

@@ -476,7 +476,9 @@ class DriftBin(BaseModel):
 class FeatureDrift(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    readings: float = Field(description="Readings counted since the model was loaded.")
+    readings: float = Field(
+        description="Readings this model version answered (a rollback to it resumes them)."
+    )
     psi: float | None = Field(
         description="Population stability index of the observed against the reference shares"
         " (null before any reading)."
@@ -505,6 +507,6 @@ class DriftReport(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     model_version: str
     epsilon: float = Field(description="Floor of every share in PSI (an empty bin counts as it).")
-    novel_readings: float = Field(description="Readings flagged novel since the model was loaded.")
+    novel_readings: float = Field(description="Readings flagged novel by this model version.")
     features: list[FeatureDrift]
     labels: LabelDrift

@@ -711,9 +711,22 @@ def _run_costs(args: argparse.Namespace) -> int:
             "costs": describe(rewritten.costs, rewritten.classes),
         }
     )
+    reference = rewritten.drift_reference
+    if reference is not None and reference.probabilities is not None:
+        # Live labels are compared with the labels these costs answer on validation readings.
+        reference = reference.answered(rewritten.decide(reference.probabilities))
+    elif reference is not None:
+        logger.warning(
+            "%s was written before its drift reference kept validation probabilities: its label"
+            " shares stay those of the costs it was trained with (label drift would show the"
+            " change of costs); retrain with --cost to refresh them",
+            args.model,
+        )
     # Metadata is not part of model_version; the matrix is.
     rewritten = dataclasses.replace(
-        rewritten, metadata={**rewritten.metadata, "cost_changes": history}
+        rewritten,
+        metadata={**rewritten.metadata, "cost_changes": history},
+        drift_reference=reference,
     )
     _write(args.out, rewritten.save)
     entries = ", ".join(describe(rewritten.costs, rewritten.classes)) or "none (argmax)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,43 @@ def test_the_loader_refuses_a_bad_reference(tmp_path, change, problem) -> None:
     _rewrite(path, change)
     with pytest.raises(model.ArtifactError, match=problem):
         model.load(path)
+
+
+def _with_probabilities(tmp_path) -> Path:
+    clf = build_classifier()
+    P = np.random.default_rng(2).dirichlet(np.ones(clf.n_classes), size=40)
+    reference = dataclasses.replace(clf.drift_reference, probabilities=P)
+    path = tmp_path / "m.npz"
+    dataclasses.replace(clf, drift_reference=reference).save(path)
+    loaded = model.load(path).drift_reference
+    np.testing.assert_allclose(loaded.probabilities, P, rtol=1e-6)  # kept as float32
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda p: p[:, :2], "of shape \\(40, 2\\) for 3 classes"),
+        (lambda p: p * 1.01, "do not sum to 1"),
+        (lambda p: np.where(p >= p.max(), -p, p), "within \\[0, 1\\]"),
+        (lambda p: np.full_like(p, np.nan), "finite"),
+        (lambda p: (p > 0.5).astype(np.int64), "must be floating point"),
+    ],
+)
+def test_the_loader_refuses_bad_validation_probabilities(tmp_path, change, problem) -> None:
+    path = _with_probabilities(tmp_path)
+    _rewrite(
+        path,
+        lambda a: a.update(
+            drift_validation_probabilities=change(a["drift_validation_probabilities"])
+        ),
+    )
+    with pytest.raises(model.ArtifactError, match=problem):
+        model.load(path)
+
+
+def test_answered_counts_the_labels_another_decision_gives(tmp_path) -> None:
+    reference = model.load(_with_probabilities(tmp_path)).drift_reference
+    labels = np.array([0] * 10 + [2] * 30)
+    np.testing.assert_array_equal(reference.answered(labels).label_shares, [0.25, 0.0, 0.75])
+    assert reference.answered(labels).edges == reference.edges

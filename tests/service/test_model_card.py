@@ -226,3 +226,25 @@ def test_matrices_are_drawn_up_to_matrix_classes_and_listed_past_them(
 def test_the_page_is_documented_as_html(trained_client: FlaskClient) -> None:
     operation = trained_client.get("/openapi.json").get_json()["paths"]["/"]["get"]
     assert list(operation["responses"]["200"]["content"]) == ["text/html"]
+
+
+def test_after_a_change_of_costs_the_card_says_what_its_figures_measured(
+    trained: Path, tmp_path: Path
+) -> None:
+    from training.cli import main
+
+    assert "(argmax: every wrong answer costs 1)" in page(
+        create_app(Settings(model_path=trained)).test_client()
+    )
+    rewritten = tmp_path / "costly.npz"
+    costs = ["--cost", "critical:normal=10", "--cost", "critical:warning=10"]
+    assert main(["costs", "--model", str(trained), "--out", str(rewritten), *costs]) == 0
+    html = page(create_app(Settings(model_path=rewritten)).test_client())
+    assert "argmax" not in html.split('id="decision"')[1].split("</p>")[0]
+    measured = html.split('id="measured"')[1].split("</p>")[0]
+    assert f"at the answer of model {model.load(trained).version}" in measured
+    assert "before its costs were changed" in measured
+    # Back to the costs it was trained with: the figures are its own again.
+    assert main(["costs", "--model", str(rewritten), "--out", str(rewritten)]) == 0
+    html = page(create_app(Settings(model_path=rewritten)).test_client())
+    assert "at the answer the service gives" in html.split('id="measured"')[1].split("</p>")[0]

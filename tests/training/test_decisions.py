@@ -196,3 +196,38 @@ def test_min_recall_gate_exits_3_and_keeps_the_artifact(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
     assert main([*argv, "warning=0.5"]) == 0
     assert out.read_bytes() != before
+
+
+def test_a_costs_rewrite_counts_the_labels_its_costs_answer_as_training_with_them_does(
+    tmp_path: Path, capsys
+) -> None:
+    plain, trained, rewritten = (tmp_path / f"{n}.npz" for n in ("plain", "trained", "rewritten"))
+    assert main([*TINY_TRAIN, "--seed", "3", "--out", str(plain)]) == 0
+    assert main([*TINY_TRAIN, "--seed", "3", *MISS, "--out", str(trained)]) == 0
+    assert main(["costs", "--model", str(plain), "--out", str(rewritten), *MISS]) == 0
+    capsys.readouterr()
+    before, after, expected = (model.load(p) for p in (plain, rewritten, trained))
+    assert after.version == expected.version
+    shares = [m.drift_reference.label_shares for m in (before, after, expected)]
+    # The costs move answers to critical, and the reference the service compares live labels
+    # with moves with them: exactly as far as training with those costs puts it (the tiny
+    # model's validation readings are fewer than the reference keeps, so all of them count).
+    assert shares[1][2] > shares[0][2]
+    np.testing.assert_array_equal(shares[1], shares[2])
+    assert after.drift_reference.probabilities.shape == (300, 3)
+
+
+def test_a_costs_rewrite_of_an_artifact_without_validation_probabilities_says_what_stays(
+    tiny_artifact: Path, tmp_path: Path, capsys
+) -> None:
+    older = tmp_path / "older.npz"
+    with np.load(tiny_artifact) as npz:
+        arrays = {k: v for k, v in npz.items() if k != "drift_validation_probabilities"}
+    np.savez(older, **arrays)
+    out = tmp_path / "costly.npz"
+    assert main(["costs", "--model", str(older), "--out", str(out), *MISS]) == 0
+    assert "its label shares stay those of the costs it was trained with" in capsys.readouterr().err
+    np.testing.assert_array_equal(
+        model.load(out).drift_reference.label_shares,
+        model.load(older).drift_reference.label_shares,
+    )
