@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import model
-from tests.support.artifacts import train_artifact
+from tests.support.artifacts import train_artifact, write_artifact
 from tests.support.browser import DESKTOP, PHONE, Browser, headless_chromium
 from tests.support.pointer import resolve, shows
 from tests.support.server import ROLLOUT_SECONDS, Server, running_server
@@ -203,18 +203,7 @@ def test_the_card_fits_desktop_and_phone_screens(
     browser.screen(*size, mobile=mobile)
     try:
         browser.open(f"{served.url}/")
-        width = browser.overflow()
-        assert width["innerWidth"] == size[0]
-        assert width["scrollWidth"] <= width["innerWidth"], width
-        # Nothing sticks out of the viewport on the right, tables included (they scroll inside).
-        wider = script(
-            browser,
-            "return Array.from(document.querySelectorAll('body *')).filter(function (e) {"
-            " var r = e.getBoundingClientRect();"
-            " return r.right > window.innerWidth + 0.5 && !e.closest('.scroll'); })"
-            ".map(function (e) { return e.tagName + '#' + e.id; })",
-        )
-        assert wider == []
+        assert_fits(browser, size)
         # Legible: body text at least 14 px.
         assert (
             float(
@@ -230,6 +219,45 @@ def test_the_card_fits_desktop_and_phone_screens(
             browser.screenshot(directory / f"model-card-{name}-full.png", full_page=True)
     finally:
         browser.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    no_errors_and_nothing_foreign(browser)
+
+
+def assert_fits(browser: Browser, size: tuple[int, int]) -> None:
+    """The open page is as wide as the screen: nothing sticks out on the right, tables included
+    (they scroll inside)."""
+    width = browser.overflow()
+    assert width["innerWidth"] == size[0]
+    assert width["scrollWidth"] <= width["innerWidth"], width
+    wider = script(
+        browser,
+        "return Array.from(document.querySelectorAll('body *')).filter(function (e) {"
+        " var r = e.getBoundingClientRect();"
+        " return r.right > window.innerWidth + 0.5 && !e.closest('.scroll'); })"
+        ".map(function (e) { return e.tagName + '#' + e.id; })",
+    )
+    assert wider == []
+
+
+def test_the_card_of_a_model_with_long_names_fits_too(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Names as a plant's export gives them, and a class named by a long fault description.
+    path = write_artifact(
+        tmp_path_factory.mktemp("long") / "model.npz",
+        features=(
+            "hydraulic_pump_outlet_pressure_sensor_PS1_bar",
+            "cooling_efficiency_virtual_sensor_CE_percent",
+        ),
+        classes=("normal", "warning", "critical_" + "x" * 300),
+    )
+    with running_server(path, workers=1, log_dir=tmp_path_factory.mktemp("long-logs")) as server:
+        for size, mobile in ((DESKTOP, False), (PHONE, True)):
+            browser.screen(*size, mobile=mobile)
+            try:
+                browser.open(f"{server.url}/")
+                assert_fits(browser, size)
+            finally:
+                browser.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     no_errors_and_nothing_foreign(browser)
 
 

@@ -248,3 +248,18 @@ def test_after_a_change_of_costs_the_card_says_what_its_figures_measured(
     assert main(["costs", "--model", str(rewritten), "--out", str(rewritten)]) == 0
     html = page(create_app(Settings(model_path=rewritten)).test_client())
     assert "at the answer the service gives" in html.split('id="measured"')[1].split("</p>")[0]
+
+
+def test_the_card_says_when_the_last_good_model_answers_for_a_broken_file(tmp_path: Path) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    client = create_app(
+        Settings(model_path=path, state_dir=tmp_path / "state", reload_interval=0)
+    ).test_client()
+    assert 'id="artifact-problem"' not in page(client)
+    tmp = path.with_name("model.npz.tmp")
+    tmp.write_bytes(b"this is not a model")
+    tmp.replace(path)
+    detail = client.get("/readyz").get_json()["detail"]
+    assert "serving the last good model" in detail and "not a zip archive" in detail
+    problem = page(client).split('id="artifact-problem"')[1].split("</p>")[0]
+    assert detail in problem.replace("&#39;", "'")
