@@ -55,7 +55,8 @@ COPY --from=model /artifacts/model.npz models/model.npz
 # aggregated through files in PROMETHEUS_MULTIPROC_DIR (an emptyDir in Kubernetes).
 ENV SENSOR_BIND=0.0.0.0:8000 \
     SENSOR_MODEL_PATH=/app/models/model.npz \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
+    SENSOR_STATE_DIR=/tmp/state
 # Numeric so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 EXPOSE 8000

@@ -194,7 +194,11 @@ def serve(name: str, env: dict[str, str], log_dir: Path) -> Iterator[launcher.Se
     metrics_dir = log_dir / "prometheus"
     metrics_dir.mkdir(parents=True)
     # A metrics directory of our own per server, removed with the work directory.
-    env = env | {"SENSOR_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = env | {
+        "SENSOR_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "SENSOR_STATE_DIR": str(log_dir / "state"),
+    }
     # The access logs (a line per request on stdout) stay on: they are part of the real
     # configurations, and every server pays for its own.
     if name != FASTAPI:

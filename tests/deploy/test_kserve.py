@@ -113,7 +113,11 @@ def test_the_container_is_the_deployments(inference_service: dict[str, Any]) -> 
     for field in ("image", "resources", "securityContext", "volumeMounts", "lifecycle"):
         assert container[field] == expected[field], field
     env, expected_env = env_of(container), env_of(expected)
-    assert {k: v for k, v in env.items() if k != "SENSOR_MODEL_NAME"} == expected_env
+    assert {
+        k: v for k, v in env.items() if k not in ("SENSOR_MODEL_NAME", "PROTOCOL")
+    } == expected_env
+    # KServe routes to a custom predictor by protocol V1 unless its container says V2.
+    assert env["PROTOCOL"] == "v2"
     port = int(env["SENSOR_BIND"].rpartition(":")[2])
     assert [p["containerPort"] for p in container["ports"]] == [port]
     pod = predictor_pod_spec(inference_service)

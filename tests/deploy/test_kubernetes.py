@@ -235,6 +235,24 @@ def test_writable_paths_are_mounted_on_a_read_only_root() -> None:
     for path in writable:
         assert path in mounts, f"{path} is not a mounted volume"
         assert "emptyDir" in mounts[path], f"{path} is not an emptyDir"
+    # The last good model: fixed, so that a restarted container finds it on the pod's volume.
+    for state in (env["SENSOR_STATE_DIR"], runtime_stage_env()["SENSOR_STATE_DIR"]):
+        volume = max((m for m in mounts if state.startswith(m.rstrip("/") + "/")), key=len)
+        assert "emptyDir" in mounts[volume], f"{state} is not on an emptyDir"
+
+
+def test_the_operator_scrapes_every_pod_of_the_deployment() -> None:
+    # Without a PodMonitor the Prometheus Operator scrapes nothing: its rules would see no series.
+    (monitor,) = load_documents(KUBERNETES / "monitoring" / "podmonitor.yaml")
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    deployment = base_resource("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    ports = {p["name"]: p["containerPort"] for p in only_container(deployment)["ports"]}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert ports[endpoint["port"]] == int(annotations["prometheus.io/port"])
+    assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_service_hpa_and_pdb_select_the_deployment() -> None:

@@ -101,7 +101,7 @@ def test_the_prometheusrule_validates_as_far_as_offline_schemas_go(tmp_path: Pat
 
 def test_the_monitoring_kustomization_lists_the_manifest() -> None:
     kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == ["prometheusrule.yaml"]
+    assert kustomization["resources"] == ["podmonitor.yaml", "prometheusrule.yaml"]
 
 
 def test_the_rules_floor_shares_at_the_epsilon_of_the_service() -> None:

@@ -197,6 +197,9 @@ def start_server(
         "SENSOR_BIND": f"{HOST}:{port}",
         "SENSOR_WORKERS": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        # The last good model beside the logs, one directory per server: gunicorn.conf.py would
+        # make one in /tmp for every server and leave it there.
+        "SENSOR_STATE_DIR": tempfile.mkdtemp(prefix="state-", dir=log_dir),
         "PYTHONUNBUFFERED": "1",
     }
     server = launch(
