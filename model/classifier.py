@@ -90,8 +90,9 @@ class Classifier:
         object.__setattr__(self, "temperature", float(self.temperature))
         costs = default_costs(len(self.classes)) if self.costs is None else self.costs
         # A private copy: the matrix decides answers and is part of `version`, so it must not
-        # change behind the classifier's back.
-        costs = np.array(costs, dtype=np.float64)
+        # change behind the classifier's back. Adding 0.0 turns -0.0 into 0.0: the same costs,
+        # the same bytes, the same version.
+        costs = np.array(costs, dtype=np.float64) + 0.0
         costs.setflags(write=False)
         object.__setattr__(self, "costs", costs)
         _check(self)

@@ -499,6 +499,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     _check_output_file(args.out)
+    if args.data is not None and _same_file(args.data, args.out):
+        raise _UsageError(
+            f"--out {args.out} is the --data file: the artifact would replace the readings"
+        )
     if args.data is not None and args.samples is not None:
         raise _UsageError(
             "--samples sets the size of synthetic data; it cannot be used with --data"
@@ -584,11 +588,6 @@ def _run_train(args: argparse.Namespace) -> int:
         _print_json(metrics | {"model_version": result.classifier.version})
     else:
         print(format_metrics(metrics, title="test metrics"))
-    if args.report is not None:
-        from training.report import write_training_report
-
-        written = write_training_report(result, args.report)
-        logger.info("report: %s", ", ".join(str(p) for p in written))
     if args.min_accuracy is not None and metrics["accuracy"] < args.min_accuracy:
         print(
             f"quality gate: test accuracy {metrics['accuracy']:.4f} is below --min-accuracy "
@@ -605,6 +604,12 @@ def _run_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_GATE
+    # Only for a model that passed its gates: a report beside the deployed model describes it.
+    if args.report is not None:
+        from training.report import write_training_report
+
+        written = write_training_report(result, args.report)
+        logger.info("report: %s", ", ".join(str(p) for p in written))
     _write(args.out, result.classifier.save)
     elapsed = time.perf_counter() - started
     print(
@@ -763,6 +768,14 @@ def _make_directory(directory: Path, output: Path) -> None:
         raise OSError(f"cannot write {output}: {directory} is a file, not a directory") from None
     except OSError as exc:
         raise OSError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links too), when both exist; else one path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
 
 def _check_output_file(out: Path) -> None:

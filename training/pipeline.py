@@ -247,7 +247,10 @@ def train(
     if on_start is not None:
         _, steps_per_epoch, epochs = config.plan(len(train_set))
         on_start(steps_per_epoch * epochs)
-    with _single_threaded_blas():
+    # A learning rate too high for the data overflows float32 on the way: what comes of it is
+    # checked (a loss that is not finite, the self-test below) and said in one line, rather
+    # than numpy warning from inside the optimizer first.
+    with _single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
         history = fit(
             network,
             Xs_train,
@@ -266,20 +269,27 @@ def train(
         standardizer.transform(train_set.X), train_set.y, len(train_set.classes)
     ).with_threshold(standardizer.transform(validation_set.X), novelty_rate)
 
-    uncalibrated = model.Classifier(
-        network=network,
-        standardizer=standardizer,
-        classes=train_set.classes,
-        features=train_set.features,
-        units=train_set.units,
-        feature_min=train_set.X.min(axis=0),
-        feature_max=train_set.X.max(axis=0),
-        temperature=temperature,
-        lower_limits=lower,
-        upper_limits=upper,
-        novelty_model=novelty_model,
-        costs=costs,
-    )
+    try:
+        uncalibrated = model.Classifier(
+            network=network,
+            standardizer=standardizer,
+            classes=train_set.classes,
+            features=train_set.features,
+            units=train_set.units,
+            feature_min=train_set.X.min(axis=0),
+            feature_max=train_set.X.max(axis=0),
+            temperature=temperature,
+            lower_limits=lower,
+            upper_limits=upper,
+            novelty_model=novelty_model,
+            costs=costs,
+        )
+    except ValueError as exc:
+        # Its self-test: a validation loss can stay finite while the weights grow past what a
+        # far reading's forward pass survives.
+        raise FloatingPointError(
+            f"training diverged: {exc}; try a smaller --learning-rate"
+        ) from None
     metrics = _metrics(uncalibrated, test_set)
     validation_P = model.softmax(validation_logits / temperature)
     metrics["validation"] = {

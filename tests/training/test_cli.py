@@ -612,3 +612,27 @@ def test_running_out_of_memory_is_an_error_message_not_a_traceback(tmp_path: Pat
 def test_out_must_not_be_a_directory(tmp_path: Path, capsys) -> None:
     assert main(["--samples", "30", "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_out_naming_the_data_file_is_a_usage_error_that_keeps_it(
+    write_csv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(GOOD_CSV)
+    link = tmp_path / "link.csv"
+    link.symlink_to(path)
+    for out in (path, link):
+        assert main(["--data", str(path), "--out", str(out), "--epochs", "1", "-q"]) == 2
+        assert "is the --data file" in capsys.readouterr().err
+    assert path.read_text() == GOOD_CSV
+
+
+def test_a_learning_rate_that_blows_the_weights_up_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The validation loss stays finite; the self-test at a far reading overflows.
+    out = tmp_path / "m.npz"
+    argv = ["--samples", "3000", "--epochs", "2", "--learning-rate", "1e11", "--seed", "0"]
+    assert main([*argv, "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: training diverged: ") and err.count("\n") == 1, err
+    assert "try a smaller --learning-rate" in err and not out.exists()

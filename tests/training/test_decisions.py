@@ -188,12 +188,15 @@ def test_min_recall_gate_exits_3_and_keeps_the_artifact(
     assert "between 0 and 1" in capsys.readouterr().err
     assert main([*TINY_TRAIN, "--out", str(out), "--min-recall", "critcal=0.5"]) == 2
     assert "--min-recall: unknown class 'critcal'" in capsys.readouterr().err
+    report = tmp_path / "report"
     argv = [*TINY_TRAIN, "--out", str(out), "--min-recall", "normal=0", "--min-recall"]
-    assert main([*argv, "warning=1.0"]) == 3
+    assert main([*argv, "warning=1.0", "--report", str(report)]) == 3
     err = capsys.readouterr().err
     assert "test recall of 'warning'" in err and "below --min-recall warning=1.0" in err
     assert out.read_bytes() == before and out.stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+    # Nothing written: no report of the model that failed (its directory was made up front).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "report"]
+    assert list(report.iterdir()) == []
     assert main([*argv, "warning=0.5"]) == 0
     assert out.read_bytes() != before
 
@@ -231,3 +234,16 @@ def test_a_costs_rewrite_of_an_artifact_without_validation_probabilities_says_wh
         model.load(out).drift_reference.label_shares,
         model.load(older).drift_reference.label_shares,
     )
+
+
+def test_a_cost_of_minus_zero_is_a_cost_of_zero(
+    tiny_artifact: Path, tmp_path: Path, capsys
+) -> None:
+    versions = []
+    for value in ("0", "-0", "-0.0"):
+        out = tmp_path / f"{value}.npz"
+        argv = ["costs", "--model", str(tiny_artifact), "--out", str(out)]
+        assert main([*argv, "--cost", f"critical:normal={value}"]) == 0
+        assert "critical:normal=0" in capsys.readouterr().out
+        versions.append(model.load(out).version)
+    assert len(set(versions)) == 1
