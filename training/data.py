@@ -525,11 +525,20 @@ def _parquet_frame(table: Any, features: tuple[str, ...], categorical: list[str]
             data[name] = pd.Series(column.cast(pa.string()).to_pandas(), dtype=object)
     for name in categorical:
         column = table.column(name)
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            column = column.cast(pa.string())  # UTF-8 text, as in a CSV file (else ArrowInvalid)
+        if pa.types.is_nested(column.type):
+            raise pa.ArrowInvalid(
+                f"column {name!r} holds {column.type} values: a label or group is one value per"
+                " row (text, a number or a boolean)"
+            )
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             data[name] = pd.Series(column.cast(pa.string()).to_pandas())
         else:
             # Each distinct value is written once; a null or NaN (code -1) stays missing.
-            codes, uniques = pd.factorize(column.to_pandas())
+            # Arrow-backed, so a nullable integer column stays integer (1, not 1.0) as pandas'
+            # Int64 writes it.
+            codes, uniques = pd.factorize(column.to_pandas(types_mapper=pd.ArrowDtype))
             data[name] = pd.Series(np.array([*map(str, uniques), None], dtype=object)[codes])
     return pd.DataFrame(data)
 

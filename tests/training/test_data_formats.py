@@ -306,3 +306,50 @@ def test_a_frame_exported_as_parquet_and_as_csv_gives_the_same_labels(
     np.testing.assert_array_equal(a.groups, b.groups)
     with pytest.raises(DataError, match=r"row 5, column 'label': missing label"):
         load_data(tmp_path / "d.parquet", features=("x",))
+
+
+def test_nullable_integer_and_binary_labels_read_as_a_csv_export_names_them(
+    tmp_path: Path,
+) -> None:
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    # pandas' nullable Int64: its CSV export writes 1, 2, not 1.0, 2.0 (pyarrow hands the column
+    # to numpy as float when it has a null).
+    frame = pd.DataFrame(
+        {
+            "x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+            "label": pd.array([1, 2, 3, 1, 2, None], dtype="Int64"),
+            "machine": pd.array([7, 7, 8, None, 9, 9], dtype="Int64"),
+        }
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    a, b = (
+        load_data(tmp_path / name, features=("x",), group_column="machine", drop_invalid=True)
+        for name in ("d.csv", "d.parquet")
+    )
+    assert a.classes == b.classes == ("1", "2", "3")
+    np.testing.assert_array_equal(a.groups, b.groups)
+    # Text stored as Parquet binary (BYTE_ARRAY without the string annotation) is UTF-8 text.
+    names = [b"normal", b"warning", b"normal", b"critical", b"warning"]
+    table = pa.table({"x": frame["x"].to_numpy()[:5], "label": pa.array(names, type=pa.binary())})
+    pq.write_table(table, tmp_path / "binary.parquet")
+    assert load_data(tmp_path / "binary.parquet", features=("x",)).classes == (
+        "normal",
+        "warning",
+        "critical",
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[["a"], ["b"]], [{"k": 1}, {"k": 2}]],
+    ids=["list", "struct"],
+)
+def test_a_nested_label_column_is_bad_data_naming_it(tmp_path: Path, values: list) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"x": [0.0, 1.0], "label": values}), tmp_path / "n.parquet")
+    with pytest.raises(DataError, match=r"column 'label' holds .* values: a label"):
+        load_data(tmp_path / "n.parquet", features=("x",))
