@@ -540,6 +540,7 @@ def _run_train(args: argparse.Namespace) -> int:
             group_column=args.group_column,
             drop_invalid=args.drop_invalid,
             units=args.units,
+            limits=dict(args.limits),
         )
         check_classes(data, args.data, args.label)
         logger.info(

@@ -11,13 +11,15 @@ import logging
 import os
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from training.limits import Limits, feature_limits
 
 logger = logging.getLogger(__name__)
 
@@ -269,10 +271,16 @@ def load_data(
     drop_invalid: bool = False,
     classes: tuple[str, ...] | None = None,
     units: tuple[str, ...] | None = None,
+    limits: Mapping[str, Limits] | None = None,
 ) -> Dataset:
-    """``load_parquet`` for a ``.parquet`` file, ``load_csv`` (plain or ``.gz``) otherwise."""
+    """``load_parquet`` for a ``.parquet`` file, ``load_csv`` (plain or ``.gz``) otherwise.
+
+    ``limits`` (feature -> (low, high), as ``--limits`` gives them): readings outside each
+    feature's physical limits (``training.limits.feature_limits``) are invalid cells; None
+    leaves them unchecked.
+    """
     reader = load_parquet if is_parquet(path) else load_csv
-    return reader(path, features, label, group_column, drop_invalid, classes, units)
+    return reader(path, features, label, group_column, drop_invalid, classes, units, limits)
 
 
 def _check_arguments(
@@ -387,6 +395,7 @@ def load_csv(
     drop_invalid: bool = False,
     classes: tuple[str, ...] | None = None,
     units: tuple[str, ...] | None = None,
+    limits: Mapping[str, Limits] | None = None,
 ) -> Dataset:
     """Read labelled readings from a CSV file with a header line (``.csv.gz``: gzip-compressed).
 
@@ -447,6 +456,7 @@ def load_csv(
         drop_invalid,
         classes,
         units,
+        limits,
         locate=lambda row, column: _location(path, int(lines[row]), column),
         source="csv",
         numbers=lines,
@@ -461,6 +471,7 @@ def load_parquet(
     drop_invalid: bool = False,
     classes: tuple[str, ...] | None = None,
     units: tuple[str, ...] | None = None,
+    limits: Mapping[str, Limits] | None = None,
 ) -> Dataset:
     """``load_csv`` for a Parquet file: the same checks and messages, naming rows (1-based).
 
@@ -498,6 +509,7 @@ def load_parquet(
         drop_invalid,
         classes,
         units,
+        limits,
         locate=lambda row, column: _location(path, column=column, row=row + 1),
         source="parquet",
         numbers=np.arange(1, len(frame) + 1, dtype=np.int64),
@@ -552,6 +564,7 @@ def _dataset_from_frame(
     drop_invalid: bool,
     classes: tuple[str, ...] | None,
     units: tuple[str, ...] | None,
+    limits: Mapping[str, Limits] | None,
     locate: Callable[[int, str], str],
     source: str,
     numbers: NDArray[np.int64],
@@ -579,6 +592,24 @@ def _dataset_from_frame(
         X[:, j], masks = _numeric_column(frame[name])
         for mask, what in masks:
             note(mask, name, lambda row, w=what, c=frame[name]: _describe(w, c, row))
+    if limits is not None:
+        try:
+            lower, upper = feature_limits(features, units or ("",) * len(features), limits)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        for j, name in enumerate(features):
+            with np.errstate(invalid="ignore"):  # NaN cells are bad already, and noted above
+                outside = (X[:, j] < lower[j]) | (X[:, j] > upper[j])
+            n = int(outside.sum())
+            note(
+                outside,
+                name,
+                lambda row, j=j, name=name, n=n: (
+                    f"{X[row, j]:g} is no possible reading: {n} reading{'s' if n > 1 else ''}"
+                    f" of {name!r} lie outside its physical limits [{lower[j]:g}, {upper[j]:g}]"
+                    " (set them with --limits)"
+                ),
+            )
 
     label_codes, label_names = _text_codes(frame[label])
     y, ordered = _label_codes(label_codes, label_names, classes)

@@ -636,3 +636,29 @@ def test_a_learning_rate_that_blows_the_weights_up_is_a_one_line_error(
     err = capsys.readouterr().err
     assert err.startswith("error: training diverged: ") and err.count("\n") == 1, err
     assert "try a smaller --learning-rate" in err and not out.exists()
+
+
+def test_readings_outside_physical_limits_are_bad_data_located_and_skippable(
+    write_csv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # -999: a sensor's fault code, below absolute zero; lines 2, 40 and 80 (of the data rows,
+    # split across train, validation and test).
+    rows = GOOD_CSV.splitlines(keepends=True)
+    for line in (2, 40, 80):
+        rows[line - 1] = "-999" + rows[line - 1][rows[line - 1].index(",") :]
+    path = write_csv("".join(rows))
+    out = tmp_path / "m.npz"
+    argv = ["--data", str(path), "--out", str(out), "--epochs", "1", "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{path}, line 2, column 'temperature': -999 is no possible reading: 3 readings of"
+        " 'temperature' lie outside its physical limits [-273.15, inf] (set them with --limits)"
+    ) in err
+    assert "(3 of 90 rows are invalid; --drop-invalid skips them)" in err
+    assert not out.exists()
+    assert main([*argv, "--drop-invalid", "--json"]) == 0
+    assert "skipped 3 invalid rows of 90" in capsys.readouterr().err
+    assert model.load(out).metadata["data"]["rows_dropped"] == 3
+    # Limits of one's own widen what is allowed.
+    assert main([*argv, "--limits", "temperature=-1000:"]) == 0
