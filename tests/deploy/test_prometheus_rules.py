@@ -46,6 +46,8 @@ def test_the_rule_unit_tests_pass() -> None:
     [
         # Without the minimum count, the thin traffic of v3 alerts too.
         ("sensor:feature_readings:increase1h >= 1000", "sensor:feature_readings:increase1h >= 0"),
+        # Without it, v1's alerts go on after it is replaced.
+        ("          and on (model_version)\n          sensor:model_serving\n", ""),
         # Without the floor, an empty reference bin makes PSI infinite, not the value expected.
         (
             "clamp_min(max by (model_version, feature, bin) (sensor_feature_bin_reference_ratio), 0.0001)",
@@ -120,3 +122,15 @@ def test_the_dashboard_draws_the_thresholds_the_alerts_use() -> None:
         steps = panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]
         assert steps[-1]["value"] == alert_threshold(alert)
         assert "for" in alert_rule(alert)
+
+
+def test_the_dashboard_shows_the_versions_served_now_and_tells_versions_apart() -> None:
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+    # A range query's last value keeps a replaced version on the stat for the whole time range.
+    (serving,) = panels["Model version serving"]["targets"]
+    assert serving["instant"] is True and serving["range"] is False
+    # Two versions during a rollout: every drift series is named with its own.
+    for panel in panels.values():
+        for target in panel["targets"]:
+            if "model_version" in target["expr"] or target["expr"].startswith("sensor:"):
+                assert "{{model_version}}" in target["legendFormat"], target
