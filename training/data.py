@@ -219,7 +219,16 @@ def _numeric_column(values: Any) -> tuple[NDArray[np.float64], list[tuple[NDArra
 
 
 def _describe(what: str, column: Any, row: int) -> str:
-    return what if what == "missing value" else f"{what} {str(column.iloc[row])!r}"
+    if what == "missing value":
+        return what
+    value = str(column.iloc[row])
+    if len(value) <= _SHOWN_VALUE:
+        return f"{what} {value!r}"
+    return f"{what} of {len(value)} characters {value[:_SHOWN_VALUE]!r}..."
+
+
+# The most characters of a bad value an error message quotes.
+_SHOWN_VALUE = 60
 
 
 _MISSING, _UNKNOWN = -1, -2
@@ -317,6 +326,16 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
+# Files that are no text at all, by their first bytes, under a name that does not say so (only
+# asked of a file that is not UTF-8: a CSV header may start with "PAR1" too).
+_NOT_CSV = (
+    (b"\x1f\x8b", "gzip-compressed; name it .csv.gz"),
+    (b"PK\x03\x04", "a zip archive; unzip it, or for an Excel workbook save the sheet as CSV"),
+    (b"PAR1", "Parquet; name it .parquet"),
+    (b"BZh", "bzip2-compressed; decompress it (or recompress it as .csv.gz)"),
+)
+
+
 def _check_utf8(path: Path, data: bytes) -> None:
     """Raise DataError naming the line of the first byte that is not UTF-8 (a file saved as
     Latin-1 or Windows-1252), or saying the file is UTF-16 (Excel's "Unicode text")."""
@@ -326,6 +345,9 @@ def _check_utf8(path: Path, data: bytes) -> None:
         if not data.isascii():  # checked without a copy; most exports are ASCII
             data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        for magic, what in _NOT_CSV:
+            if data.startswith(magic):
+                raise DataError(f"{path}: cannot read as CSV: the file is {what}") from None
         before = data[: exc.start]
         # Lines as `_records` counts them: LF, CR LF and a lone CR each end one.
         line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
@@ -348,6 +370,7 @@ def _records(path: Path, data: bytes) -> tuple[list[str], NDArray[np.int64], NDA
         raise DataError(f"{path}: file is empty (expected a header line)")
     if b'"' in data:
         reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
+        last = 1  # the line the last whole record ended on
         try:
             header = next(reader)
             starts, counts, last = [], [], reader.line_num
@@ -357,7 +380,14 @@ def _records(path: Path, data: bytes) -> tuple[list[str], NDArray[np.int64], NDA
                 counts.append(len(fields))
                 last = reader.line_num
         except csv.Error as exc:
-            raise DataError(f"{path}: cannot read as CSV ({exc})") from None
+            hint = ""
+            if "field larger than field limit" in str(exc):
+                # A quote that never closes swallows the rest of the file into one field.
+                hint = (
+                    f"; a quote opened on line {last + 1} or after it is never closed"
+                    ' (a value with a " of its own is written ""quoted"" in a CSV)'
+                )
+            raise DataError(f"{path}: cannot read as CSV ({exc}){hint}") from None
         return header, np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
     raw = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(raw == ord("\n"))

@@ -353,3 +353,47 @@ def test_a_nested_label_column_is_bad_data_naming_it(tmp_path: Path, values: lis
     pq.write_table(pa.table({"x": [0.0, 1.0], "label": values}), tmp_path / "n.parquet")
     with pytest.raises(DataError, match=r"column 'label' holds .* values: a label"):
         load_data(tmp_path / "n.parquet", features=("x",))
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (lambda text: gzip.compress(text.encode()), "gzip-compressed; name it .csv.gz"),
+        (
+            lambda text: b"PK\x03\x04\x14\x00\x00\x00\x08\x00\xa5\x9b" + text.encode(),
+            "a zip archive",
+        ),
+        (lambda text: b"PAR1\x15\x04\x15\xc0\x9a\x0c" + text.encode(), "Parquet; name it .parquet"),
+    ],
+    ids=["gzip", "zip", "parquet"],
+)
+def test_a_file_that_is_no_csv_under_a_csv_name_says_what_it_is(
+    tmp_path: Path, make, what: str
+) -> None:
+    path = tmp_path / "readings.csv"
+    path.write_bytes(make("temperature,vibration,label\n1,2,normal\n"))
+    with pytest.raises(DataError, match=f"readings.csv: cannot read as CSV: the file is {what}"):
+        load_csv(path)
+
+
+def test_a_quote_that_never_closes_says_where_it_opened(tmp_path: Path) -> None:
+    rows = [f"{i},{i % 5},normal" for i in range(20_000)]
+    rows[100] = '"' + rows[100]
+    path = tmp_path / "readings.csv"
+    # Longer than the csv module's field limit (131,072 characters) after the stray quote.
+    path.write_text("temperature,vibration,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="a quote opened on line 102 or after it is never closed"):
+        load_csv(path)
+
+
+def test_a_long_bad_value_is_quoted_short(tmp_path: Path) -> None:
+    path = tmp_path / "readings.csv"
+    path.write_text("temperature,vibration,label\n" + "x" * 5000 + ",1,normal\n")
+    with pytest.raises(DataError) as raised:
+        load_csv(path)
+    message = str(raised.value)
+    assert (
+        f"line 2, column 'temperature': non-numeric value of 5000 characters {'x' * 60!r}..."
+        in message
+    )
+    assert len(message) < 300
