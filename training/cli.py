@@ -397,7 +397,8 @@ def build_costs_parser() -> argparse.ArgumentParser:
 def build_generate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training generate",
-        description="Write synthetic labelled readings (the built-in distribution) to a CSV file.",
+        description="Write synthetic labelled readings (the built-in distribution) to a CSV file"
+        " (.csv.gz: gzip-compressed; .parquet: Parquet), as --data reads them.",
     )
     parser.add_argument(
         "--samples",
@@ -408,7 +409,11 @@ def build_generate_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="(default: %(default)s)")
     parser.add_argument(
-        "--out", type=Path, required=True, metavar="FILE.csv", help="where to write"
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE.csv",
+        help="where to write: FILE.csv, FILE.csv.gz or FILE.parquet",
     )
     _common_options(parser)
     return parser

@@ -724,7 +724,8 @@ def check_classes(data: Dataset, path: str | os.PathLike[str], label: str) -> No
 
 
 def write_csv(data: Dataset, path: str | os.PathLike[str]) -> None:
-    """Write ``data`` as CSV (features, then ``label``), e.g. a synthetic set for benchmarks."""
+    """Write ``data`` (features, then ``label``), e.g. a synthetic set for benchmarks, as
+    ``load_data`` reads it back: CSV, gzip-compressed CSV for ``.gz``, Parquet for ``.parquet``."""
     import pandas as pd
 
     frame = pd.DataFrame(data.X, columns=list(data.features))
@@ -734,9 +735,17 @@ def write_csv(data: Dataset, path: str | os.PathLike[str]) -> None:
     # Atomic: a reader sees the old file or the new one; a failed write leaves no temporary.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)
-            frame.to_csv(f, index=False, float_format="%.6g")
+            if is_parquet(path):
+                frame.to_parquet(f, index=False)
+            else:
+                with contextlib.ExitStack() as stack:
+                    out: Any = f
+                    if path.suffix.lower() == ".gz":
+                        out = stack.enter_context(gzip.GzipFile(fileobj=f, mode="wb"))
+                    text = stack.enter_context(io.TextIOWrapper(out, newline="", encoding="utf-8"))
+                    frame.to_csv(text, index=False, float_format="%.6g")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

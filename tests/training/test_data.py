@@ -11,6 +11,7 @@ from training.data import (
     SYNTHETIC_BOXES,
     DataError,
     load_csv,
+    load_data,
     order_classes,
     synthetic,
     write_csv,
@@ -245,11 +246,13 @@ def test_unreadable_files(tmp_path: Path, setup, expected: str) -> None:
     assert str(path) in str(error.value)
 
 
-def test_written_synthetic_csv_reads_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["synthetic.csv", "synthetic.csv.gz", "synthetic.parquet"])
+def test_written_synthetic_csv_reads_back(tmp_path: Path, name: str) -> None:
+    # `python -m training generate --out NAME` writes what the name says, as --data reads it.
     data = synthetic(300, np.random.default_rng(2))
-    path = tmp_path / "out" / "synthetic.csv"
+    path = tmp_path / "out" / name
     write_csv(data, path)
-    back = load_csv(path)
+    back = load_data(path)
     np.testing.assert_allclose(back.X, data.X, rtol=1e-5)
     np.testing.assert_array_equal(back.y, data.y)
     assert back.classes == data.classes
