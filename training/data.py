@@ -151,7 +151,9 @@ def _check_columns(
     group_column: str | None,
     line: int | None,
 ) -> list[str]:
-    """The columns to read: ``features``, ``label`` and the group column if any, in that order.
+    """The header's names of the columns to read: ``features``, ``label`` and the group column
+    if any, in that order. A name written with spaces around it in the header (" temperature,")
+    is the name without them, as labels and groups are.
 
     Raises DataError naming the first of them that ``header`` (a CSV file's line ``line``, or a
     Parquet file's schema when ``line`` is None) lacks or names twice.
@@ -160,16 +162,27 @@ def _check_columns(
     if group_column is not None:
         wanted["group"] = group_column
     holder = "the header" if line is not None else "the file"
+    found = []
     for role, column in wanted.items():
         where = _location(path, line, column)
-        if column not in header:
+        named = [h for h in header if h.strip() == column]
+        if not named:
             raise DataError(
-                f"{where}: missing {role} column '{column}' ({holder} has: {', '.join(header)})"
+                f"{where}: missing {role} column {column!r} ({holder} has:"
+                f" {', '.join(map(repr, header))})"
                 + (_separator_hint(header[0]) if line is not None and len(header) == 1 else "")
             )
-        if header.count(column) > 1:
-            raise DataError(f"{where}: {holder} names '{column}' twice")
-    return list(wanted.values())
+        if len(named) > 1:
+            times = "twice" if len(named) == 2 else f"{len(named)} times"
+            spelt = f" ({', '.join(map(repr, named))})" if set(named) != {column} else ""
+            raise DataError(f"{where}: {holder} names {column!r} {times}{spelt}")
+        found.append(named[0])
+    return found
+
+
+def _wanted(features: tuple[str, ...], label: str, group_column: str | None) -> list[str]:
+    """The names the columns ``_check_columns`` found go by: features, label, group."""
+    return [*features, label, *([group_column] if group_column is not None else [])]
 
 
 def _separator_hint(header: str) -> str:
@@ -467,7 +480,7 @@ def load_csv(
             # Blank lines stay as (empty) rows so that row i is the record on lines[i].
             skip_blank_lines=False,
             # Labels and groups as written: pandas would make "007" and "7" the number 7.
-            dtype={label: object} | ({group_column: object} if group_column is not None else {}),
+            dtype={name: object for name in columns[len(features) :]},
             engine="c",
             low_memory=False,
         )
@@ -477,6 +490,9 @@ def load_csv(
         raise DataError(f"{path}: no data rows after the header")
     if len(frame) != len(lines):
         raise DataError(f"{path}: cannot read as CSV ({len(frame)} rows on {len(lines)} lines)")
+    frame = frame.rename(
+        columns=dict(zip(columns, _wanted(features, label, group_column), strict=True))
+    )
     return _dataset_from_frame(
         frame,
         path,
@@ -524,8 +540,9 @@ def load_parquet(
         raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
     columns = _check_columns(path, header, features, label, group_column, line=None)
     try:
-        table = pq.read_table(path, columns=columns)
-        frame = _parquet_frame(table, features, columns[len(features) :])
+        wanted = _wanted(features, label, group_column)
+        table = pq.read_table(path, columns=columns).select(columns).rename_columns(wanted)
+        frame = _parquet_frame(table, features, wanted[len(features) :])
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
     if len(frame) == 0:

@@ -397,3 +397,28 @@ def test_a_long_bad_value_is_quoted_short(tmp_path: Path) -> None:
         in message
     )
     assert len(message) < 300
+
+
+def test_header_names_with_spaces_around_them_are_the_names_without(tmp_path: Path) -> None:
+    # A hand-edited or Excel header: " temperature" and "vibration " are those columns.
+    rows = "".join(
+        f"{20 + i % 50},{i % 7 * 0.5},{'normal' if i % 2 else 'warning'}\n" for i in range(60)
+    )
+    path = tmp_path / "spaced.csv"
+    path.write_text(" temperature,vibration , label\n" + rows)
+    plain = tmp_path / "plain.csv"
+    plain.write_text("temperature,vibration,label\n" + rows)
+    a, b = load_csv(path), load_csv(plain)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert a.features == ("temperature", "vibration") and a.classes == b.classes
+    # Two spellings of one name: which was meant is not for the reader to guess.
+    four = "".join(f"1,{row}" for row in rows.splitlines(keepends=True))
+    path.write_text("temperature,temperature ,vibration,label\n" + four)
+    with pytest.raises(
+        DataError, match=r"names 'temperature' twice \('temperature', 'temperature '\)"
+    ):
+        load_csv(path)
+    missing = tmp_path / "missing.csv"
+    missing.write_text("temp ,vibration,label\n" + rows)
+    with pytest.raises(DataError, match=r"\(the header has: 'temp ', 'vibration', 'label'\)"):
+        load_csv(missing)
