@@ -57,6 +57,12 @@ def _allocate(
         if members.size == 0:
             continue
         n_train, n_validation, _ = _part_sizes(members.size, validation_fraction, test_fraction)
+        if n_train < 1 and members.size >= 3:
+            raise SplitError(
+                f"{members.size} {unit}s: the validation and test fractions ({validation_fraction:g}"
+                f" and {test_fraction:g}) leave none of them for training; lower them",
+                class_index=k,
+            )
         if n_train < 1:
             raise SplitError(
                 f"{members.size} {unit}{'s' if members.size != 1 else ''}: too few to split into "

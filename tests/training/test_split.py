@@ -98,3 +98,17 @@ def test_grouped_split_reports_a_class_with_too_few_groups() -> None:
     with pytest.raises(SplitError) as error:
         grouped_split(y, groups, np.random.default_rng(0))
     assert error.value.class_index == 1
+
+
+def test_fractions_that_leave_a_class_no_training_rows_say_so() -> None:
+    # Four groups per class, 0.4 + 0.4 of them to validation and test: two each, none left.
+    y = np.repeat([0, 1], 40)
+    groups = np.repeat(np.arange(8), 10)
+    with pytest.raises(
+        SplitError,
+        match=r"4 groups: the validation and test fractions \(0.4 and"
+        r" 0.4\) leave none of them for training; lower them",
+    ):
+        grouped_split(y, groups, np.random.default_rng(0), 0.4, 0.4)
+    with pytest.raises(SplitError, match="too few to split"):
+        stratified_split(np.array([0, 0, 1, 1, 1]), np.random.default_rng(0))
