@@ -127,7 +127,7 @@ def inference_request_model(n_features: int, max_batch: int) -> type[BaseModel]:
                 Annotated[int, Field(strict=True, ge=1, le=max_batch)],
                 Annotated[Literal[n_features], BeforeValidator(_integer)],
             ],
-            ...,
+            Field(description='JSON integers: 1.0, "1" and true are refused.'),
         ),
         datatype=(Literal[INPUT_DATATYPES], ...),  # type: ignore[valid-type]
         parameters=(_Parameters | None, None),
@@ -143,7 +143,11 @@ def inference_request_model(n_features: int, max_batch: int) -> type[BaseModel]:
                 Discriminator(_data_layout),
             ]
             | None,
-            None,
+            Field(
+                None,
+                description="Required, unless the input's `binary_data_size` parameter says its"
+                " values follow the JSON header as binary tensor data.",
+            ),
         ),
     )
     return create_model(
