@@ -65,15 +65,28 @@ capture_output = False
 
 
 def on_starting(server):
-    """Before any worker: start from an empty metrics directory, and refuse a bad model."""
-    for stale in _metrics_dir.glob("*.db"):
-        stale.unlink(missing_ok=True)
+    """Before any worker: start from an empty metrics directory, and refuse a bad model.
+
+    Not emptied by a master that a binary upgrade (USR2) started: the old master's workers are
+    still serving and counting into those files, and their counts must outlive them.
+    """
+    if not server.master_pid:
+        for stale in _metrics_dir.glob("*.db"):
+            stale.unlink(missing_ok=True)
     from service.gunicorn_support import check_model, honour_connection_close, install_json_errors
 
     check_model()
     # Workers are forked from this process and inherit the patched error writer and headers.
     install_json_errors()
     honour_connection_close()
+
+
+def pre_exec(server):
+    """A binary upgrade (USR2) starts the new master with the environment gunicorn started with:
+    the directories made above go with it, so that both masters count into one metrics directory
+    and fall back on one last good copy."""
+    for variable in ("PROMETHEUS_MULTIPROC_DIR", "SENSOR_STATE_DIR"):
+        server.cfg.env_orig[variable] = os.environ[variable]
 
 
 def child_exit(server, worker):

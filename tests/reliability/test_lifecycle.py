@@ -20,6 +20,7 @@ from tests.support.server import Server
 pytestmark = pytest.mark.e2e
 
 BODY = orjson.dumps({"temperature": 55.0, "vibration": 4.0})
+JSON = {"Content-Type": "application/json"}
 
 
 def _half_sent_requests(server: Server, count: int) -> list[socket.socket]:
@@ -193,3 +194,78 @@ def test_keep_alive_connections_spread_over_the_workers_again_after_one_is_repla
     shares = {pid: sum(by_tag[tag] == pid for tag in late) / len(late) for pid in workers}
     # An even spread is 0.5 each; before connections were renewed the replacement got none.
     assert min(shares.values()) > 0.25, shares
+
+
+CLASSIFIED = (
+    "sensor_http_requests_total",
+    (("endpoint", "/classify"), ("method", "POST"), ("status", "200")),
+)
+
+
+def _classified(server: Server, expected: float) -> float:
+    """The /classify count of /metrics once it reaches ``expected`` (or after the flush bound)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + 5.0
+    while True:
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        count = sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if (s.name, tuple(sorted(s.labels.items()))) == CLASSIFIED
+        )
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("directories", ["from the environment", "made by gunicorn.conf.py"])
+def test_a_binary_upgrade_keeps_every_count_in_one_metrics_directory(
+    server_factory: Callable[..., Server], artifact: Path, tmp_path: Path, directories: str
+) -> None:
+    """gunicorn's USR2 starts a new master beside the old one, which then gets TERM: the old
+    workers' counts must survive both (the new master wiped them), and both masters must share
+    one metrics directory and one state directory (gunicorn re-executes with the environment it
+    started with, which lacks the directories gunicorn.conf.py made)."""
+    import psutil
+
+    env = {}
+    if directories == "made by gunicorn.conf.py":
+        (tmp_path / "tmp").mkdir()
+        env = {
+            "PROMETHEUS_MULTIPROC_DIR": "",
+            "SENSOR_STATE_DIR": "",
+            "TMPDIR": str(tmp_path / "tmp"),
+        }
+    server = server_factory(artifact, workers=1, env=env)
+    with server.client() as client:
+        for _ in range(30):
+            assert client.post("/classify", content=BODY, headers=JSON).status_code == 200
+    assert _classified(server, 30) == 30
+
+    old_workers = server.worker_pids()
+    os.kill(server.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 30
+    new_master = None
+    try:
+        while server.stderr().count("serving model ") < 2:
+            assert time.monotonic() < deadline, server.stderr()[-3000:]
+            time.sleep(0.05)
+        (new_master,) = (psutil.Process(pid) for pid in server.worker_pids() - old_workers)
+        assert new_master.children(), "the new master has no worker"
+        # Both generations serve now, each counting into the same files.
+        assert _classified(server, 30) == 30, "the new master wiped the old workers' counts"
+        os.kill(server.pid, signal.SIGTERM)  # the old master leaves, as after any upgrade
+        assert server.process.wait(timeout=30) == 0
+        with server.client() as client:
+            for _ in range(20):
+                assert client.post("/classify", content=BODY, headers=JSON).status_code == 200
+        assert _classified(server, 50) == 50
+        if directories == "made by gunicorn.conf.py":
+            made = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "tmp").iterdir())
+            assert made == ["sensor-prometheus", "sensor-state"], made
+    finally:
+        if new_master is not None and new_master.is_running():
+            new_master.terminate()
+            new_master.wait(timeout=30)

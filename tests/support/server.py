@@ -174,8 +174,13 @@ def launch(command: Sequence[str], *, port: int, env: Mapping[str, str], log_dir
 
 
 def gunicorn_command(target: str = SERVICE_TARGET) -> list[str]:
-    """The repository's own way to serve ``target``: gunicorn with gunicorn.conf.py."""
-    return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), target]
+    """The repository's own way to serve ``target``: gunicorn with gunicorn.conf.py.
+
+    The `gunicorn` script, as the image and `make run` start it: a binary upgrade (USR2)
+    re-executes the master's argv, and that of `python -m gunicorn` is gunicorn's __main__.py,
+    whose directory then shadows the standard library (`http` is gunicorn's own package).
+    """
+    return [str(Path(sys.executable).with_name("gunicorn")), "-c", str(GUNICORN_CONF), target]
 
 
 def start_server(
