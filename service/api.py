@@ -13,6 +13,12 @@ from service.runtime import LoadedModel
 from service.schemas import DriftReport, Health, ModelInfo, code
 from service.settings import Settings
 
+METRICS_UNAVAILABLE = (
+    "The workers' metrics cannot be read from PROMETHEUS_MULTIPROC_DIR (gone, unreadable), or"
+    " this worker started unable to write its own; the message says which. Answers are"
+    " unaffected."
+)
+
 
 def _classify_description(loaded: LoadedModel, settings: Settings) -> str:
     return (
@@ -103,7 +109,8 @@ def create_api(dataplane: DataPlane, settings: Settings, metrics: Metrics) -> Bl
         ),
         responses={200: (DriftReport, "The comparison.")},
         errors={
-            404: "The model has no drift reference (an artifact from before drift monitoring)."
+            404: "The model has no drift reference (an artifact from before drift monitoring).",
+            503: METRICS_UNAVAILABLE,
         },
     )
     def drift() -> Response:
@@ -113,6 +120,7 @@ def create_api(dataplane: DataPlane, settings: Settings, metrics: Metrics) -> Bl
     @documented(
         summary="Prometheus metrics, summed over all workers",
         responses={200: ("text", "Prometheus text exposition format.")},
+        errors={503: METRICS_UNAVAILABLE},
     )
     def metrics_text() -> Response:
         text, content_type = metrics.exposition()

@@ -17,7 +17,7 @@ import orjson
 
 import model
 from service import inference_protocol as v2
-from service.errors import MalformedRequest, NotFound
+from service.errors import MalformedRequest, MetricsUnavailable, NotFound
 from service.metrics import DriftTotals
 from service.runtime import LoadedModel, ModelRuntime, Observers
 from service.schemas import SingleRequest
@@ -191,7 +191,8 @@ class DataPlane:
     def drift(self) -> dict[str, Any]:
         """What `GET /drift` answers (see `schemas.DriftReport`): PSI of what this version answered.
 
-        Raises NotFound when the model has no drift reference or nothing counts readings.
+        Raises NotFound when the model has no drift reference or nothing counts readings, and
+        MetricsUnavailable when the counts cannot be read.
         """
         return self._drift(self.runtime.current())
 
@@ -266,7 +267,7 @@ class DataPlane:
         try:
             drift: dict[str, Any] | None = self._drift(loaded)
             no_drift = ""
-        except NotFound as exc:
+        except (NotFound, MetricsUnavailable) as exc:
             drift, no_drift = None, exc.message
         readings = drift["labels"]["readings"] if drift else 0.0
         return ModelCard(

@@ -78,6 +78,12 @@ class Busy(ServiceError):
         super().__init__(message, headers={"Retry-After": str(retry_after), "Connection": "close"})
 
 
+class MetricsUnavailable(ServiceError):
+    """The workers' metrics cannot be read (or this worker's were never written)."""
+
+    status = 503
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
 

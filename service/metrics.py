@@ -22,10 +22,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
 import model
+from service.errors import MetricsUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -150,13 +152,15 @@ class RequestCounts:
         histogram[1 + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
     def flush(self) -> None:
+        """Hand the totals over; a series whose file cannot be written (OSError) keeps its
+        counts for the next flush, and no series is handed over twice."""
         metrics = self._metrics
-        for key, count in self.requests.items():
-            if count:
-                metrics.requests.labels(*key).inc(count)
-        self.requests.clear()
-        for endpoint, histogram in self.latency.items():
+        for key in list(self.requests):
+            metrics.requests.labels(*key).inc(self.requests[key])
+            del self.requests[key]
+        for endpoint in list(self.latency):
             child = metrics.latency.labels(endpoint)
+            histogram = self.latency.pop(endpoint)
             # prometheus_client has no bulk observe: its observe() is _sum.inc(amount) and
             # _buckets[i].inc(1) for the first bound i the amount does not exceed, so the
             # totals go to the same values (test_metrics checks the exposition against it).
@@ -164,7 +168,6 @@ class RequestCounts:
             for bucket, count in zip(child._buckets, histogram[1:], strict=True):
                 if count:
                     bucket.inc(count)
-        self.latency.clear()
 
 
 class Metrics:
@@ -180,10 +183,33 @@ class Metrics:
     by the timer ``flush_every`` starts (an idle worker), before this worker's own scrape and at
     exit. So a scrape of any worker sees every worker's requests and readings at most
     ``flush_interval`` late.
+
+    Metrics cost metrics, never answers: when the directory cannot be written (removed, read
+    only, not a directory) the error is logged once and counting goes on in memory; a worker that
+    starts so keeps its values in memory only, until it is restarted. A scrape, or `/drift`, that
+    cannot read every worker's values raises MetricsUnavailable (503) rather than answering
+    with a part of them.
     """
 
     def __init__(self, flush_interval: float = 1.0) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        # Why this worker's values are not exported (it started without a usable directory).
+        self.unexported: str | None = None
+        self._write_problem: str | None = None
+        try:
+            self._declare()
+        except OSError as exc:
+            # An unlabelled metric writes its file when it is declared; every value declared from
+            # now on lives in memory (prometheus_client picks the value class per process).
+            self.unexported = self._cannot_write(exc)
+            values.ValueClass = values.MutexValue
+            self._declare()
+        self._requests = RequestCounts(self)
+        self._counts: dict[str, VersionCounts] = {}
+        self.flush_interval = flush_interval
+        self._next_flush = monotonic() + flush_interval
+
+    def _declare(self) -> None:
         # A registry per app, so that several apps in one process (tests) do not collide.
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -255,10 +281,16 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
-        self._requests = RequestCounts(self)
-        self._counts: dict[str, VersionCounts] = {}
-        self.flush_interval = flush_interval
-        self._next_flush = monotonic() + flush_interval
+
+    def _cannot_write(self, error: OSError) -> str:
+        """Say once that values cannot be written to the directory; the problem, as said."""
+        problem = (
+            f"cannot write metrics to {MULTIPROC_ENV}={os.environ.get(MULTIPROC_ENV)}: {error}"
+        )
+        if problem != self._write_problem:
+            self._write_problem = problem
+            logger.error("%s; answers go on, uncounted until it is writable", problem)
+        return problem
 
     def observe_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
         """One request was answered with ``status`` after ``seconds``."""
@@ -268,21 +300,25 @@ class Metrics:
 
     def serving(self, classifier: model.Classifier) -> None:
         """A worker serves ``classifier``: its counters start at zero, its reference is exported."""
-        if classifier.version not in self._counts:
-            self._counts[classifier.version] = VersionCounts(self, classifier)
+        self._version(classifier)
 
-    def _version(self, classifier: model.Classifier) -> VersionCounts:
+    def _version(self, classifier: model.Classifier) -> VersionCounts | None:
+        """The counts of ``classifier``'s version; None while its series cannot be created."""
         counts = self._counts.get(classifier.version)
         if counts is None:
-            self.serving(classifier)
-            counts = self._counts[classifier.version]
+            try:
+                counts = self._counts[classifier.version] = VersionCounts(self, classifier)
+            except OSError as exc:
+                self._cannot_write(exc)
         return counts
 
     def reading(
         self, classifier: model.Classifier, reading: Sequence[float], label: int, novel: bool
     ) -> None:
         """One reading (n_features,) was answered with class index ``label``."""
-        self._version(classifier).one(reading, label, novel)
+        counts = self._version(classifier)
+        if counts is not None:
+            counts.one(reading, label, novel)
         if monotonic() >= self._next_flush:
             self.flush()
 
@@ -290,16 +326,21 @@ class Metrics:
         self, classifier: model.Classifier, X: np.ndarray, best: np.ndarray, novel: int
     ) -> None:
         """Readings ``X`` (n, n_features) were answered with class indices ``best`` (n,)."""
-        self._version(classifier).many(X, best, novel)
+        counts = self._version(classifier)
+        if counts is not None:
+            counts.many(X, best, novel)
         if monotonic() >= self._next_flush:
             self.flush()
 
     def flush(self) -> None:
         """Add this worker's counts since the last flush to the (shared) counters."""
         self._next_flush = monotonic() + self.flush_interval
-        self._requests.flush()
-        for counts in self._counts.values():
-            counts.flush()
+        try:
+            self._requests.flush()
+            for counts in self._counts.values():
+                counts.flush()
+        except OSError as exc:
+            self._cannot_write(exc)
 
     def flush_every(self) -> threading.Event:
         """Flush on a timer too (a greenlet under gevent), and at exit; set the event to stop."""
@@ -316,13 +357,29 @@ class Metrics:
         atexit.register(self.flush)
         return stop
 
-    def _collect(self) -> Iterable[Any]:
+    def _exported(self) -> CollectorRegistry:
+        """What a scrape reads: every worker's files in multiprocess mode, else this registry."""
         self.flush()
-        if self.multiprocess:
-            registry = CollectorRegistry()
+        if not self.multiprocess:
+            return self.registry
+        if self.unexported is not None:
+            raise MetricsUnavailable(
+                f"this worker started unable to export its metrics ({self.unexported});"
+                " restart the service once the directory is writable"
+            )
+        registry = CollectorRegistry()
+        try:
             MultiProcessCollector(registry)
-            return registry.collect()
-        return self.registry.collect()
+        except ValueError as exc:  # the directory is gone, or no directory
+            raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
+        return registry
+
+    def _collect(self) -> list[Any]:
+        registry = self._exported()
+        try:
+            return list(registry.collect())
+        except OSError as exc:
+            raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
 
     def drift_totals(self, version: str) -> DriftTotals:
         """Readings counted for ``version`` by every worker (this one's up to now)."""
@@ -342,25 +399,30 @@ class Metrics:
         return DriftTotals(bins=bins, labels=labels, novel=novel)
 
     def artifact_problem_changed(self, problem: bool) -> None:
-        self.artifact_problem.set(1 if problem else 0)
+        try:
+            self.artifact_problem.set(1 if problem else 0)
+        except OSError as exc:
+            self._cannot_write(exc)
 
     def reloaded(self, outcome: str, old: str | None, new: str) -> None:
-        if outcome == "success":
-            if old is not None and old != new:
-                self.model_info.labels(old).set(0)
-            self.model_info.labels(new).set(1)
-        if old is not None:
-            # The first load is a start, not a reload.
-            self.reloads.labels(outcome).inc()
+        try:
+            if outcome == "success":
+                if old is not None and old != new:
+                    self.model_info.labels(old).set(0)
+                self.model_info.labels(new).set(1)
+            if old is not None:
+                # The first load is a start, not a reload.
+                self.reloads.labels(outcome).inc()
+        except OSError as exc:
+            self._cannot_write(exc)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric (summed over all workers) and its content type."""
-        self.flush()
-        if self.multiprocess:
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+        registry = self._exported()
+        try:
             return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        except OSError as exc:
+            raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
 
 
 class RouteNames:

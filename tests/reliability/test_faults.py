@@ -388,3 +388,40 @@ def test_sigkill_of_a_worker_under_load_fails_only_its_requests_in_flight(
     assert len(failed) <= connections, [o.error for o in failed[:5]]
     assert all(o.sent < killed_at + 1.0 for o in failed), [(o.sent - killed_at) for o in failed]
     assert after and all(o.error is None for o in after)
+
+
+def test_a_metrics_directory_that_is_gone_costs_metrics_not_answers_nor_the_service(
+    server_factory: Callable[..., Server], artifact: Path, tmp_path: Path
+) -> None:
+    server = server_factory(artifact, workers=2)
+    metrics_dir = tmp_path / "server-0" / "prometheus"  # start_server's, beside the logs
+    assert any(metrics_dir.glob("*.db"))
+    for db in metrics_dir.iterdir():
+        db.unlink()
+    metrics_dir.rmdir()
+    metrics_dir.write_text("not a directory")  # none can be made there again
+    # A worker restarted now cannot write its metrics; it failed to boot and gunicorn then
+    # stopped the whole service.
+    _replace_worker(server, signal.SIGKILL)
+    assert server.process.poll() is None, server.stderr()[-3000:]
+    for _ in range(40):  # fresh connections: both workers answer
+        response = httpx.post(f"{server.url}/classify", content=BODY, headers=JSON, timeout=5)
+        assert response.status_code == 200, response.text
+    scrape = httpx.get(f"{server.url}/metrics", timeout=5)
+    assert scrape.status_code == 503, scrape.text
+    assert "PROMETHEUS_MULTIPROC_DIR" in scrape.json()["error"]["message"]
+    assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+    assert "cannot write metrics to PROMETHEUS_MULTIPROC_DIR" in server.stderr()
+    # Once the directory is back, restarted workers (HUP) export their metrics again.
+    metrics_dir.unlink()
+    metrics_dir.mkdir()
+    booted = server.stderr().count("serving model ")
+    os.kill(server.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while server.stderr().count("serving model ") < booted + 2 or len(server.worker_pids()) > 2:
+        assert time.monotonic() < deadline, server.stderr()[-3000:]
+        time.sleep(0.05)
+    for _ in range(10):
+        scrape = httpx.get(f"{server.url}/metrics", timeout=5)
+        assert scrape.status_code == 200, scrape.text
+    assert "sensor_model_info{" in scrape.text

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import model
+from service.app import create_app
+from service.settings import Settings
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -156,3 +162,57 @@ def test_requests_counted_in_bulk_expose_what_observing_each_would() -> None:
         v for k, v in families(generate_latest(metrics.registry)).items() if k in expected
     )
     assert families(metrics.exposition()[0]) == expected
+
+
+@pytest.fixture
+def multiprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """prometheus_client's multiprocess mode in this process, as under gunicorn: real files."""
+    from prometheus_client import values
+
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    return directory
+
+
+def _spoil(directory: Path) -> None:
+    """No directory can be made there again: it is a file (root writes even into a chmod 0)."""
+    shutil.rmtree(directory)
+    directory.write_text("not a directory")
+
+
+def _answers_and_says_so(client: FlaskClient, caplog: pytest.LogCaptureFixture, said: str) -> None:
+    single = {"temperature": 47.5, "vibration": 2.3}
+    v2 = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [47.5, 2.3]}]}
+    for _ in range(3):
+        assert client.post("/classify", json=single).status_code == 200
+        assert client.post("/classify", json={"readings": [single] * 3}).status_code == 200
+        assert client.post("/v2/models/sensor-classifier/infer", json=v2).status_code == 200
+    assert client.get("/readyz").status_code == 200
+    errors = [r for r in caplog.records if "cannot write metrics" in r.getMessage()]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    for path in ("/metrics", "/drift"):
+        response = client.get(path)
+        assert response.status_code == 503, response.text
+        assert said in response.json["error"]["message"]
+    card = client.get("/")
+    assert card.status_code == 200 and said in card.text
+
+
+def test_a_metrics_directory_gone_after_start_costs_metrics_not_answers(
+    settings: Settings, multiprocess: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Counts handed over at every request: the first hand-over of the latency histogram opens
+    # its file inside a request (it answered 500).
+    app = create_app(settings.model_copy(update={"metrics_flush_interval": 1e-9}))
+    _spoil(multiprocess)
+    _answers_and_says_so(app.test_client(), caplog, "metrics cannot be read")
+
+
+def test_a_worker_started_without_a_metrics_directory_serves_and_says_so(
+    settings: Settings, multiprocess: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _spoil(multiprocess)
+    app = create_app(settings)  # it raised, and gunicorn then stopped the whole service
+    _answers_and_says_so(app.test_client(), caplog, "started unable to export its metrics")
