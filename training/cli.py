@@ -533,7 +533,7 @@ def _run_train(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     if args.data is None:
         n_samples = args.samples if args.samples is not None else DEFAULT_SAMPLES
-        parts = pipeline.synthetic_parts(n_samples, rng)
+        parts = pipeline.synthetic_parts(n_samples, rng, dict(args.limits))
         logger.info("synthetic data: %d training readings", n_samples)
     else:
         from training.data import check_classes, load_data
@@ -568,7 +568,6 @@ def _run_train(args: argparse.Namespace) -> int:
             config,
             rng,
             seed=args.seed,
-            limits=dict(args.limits),
             on_start=progress.start,
             on_steps=progress.steps,
             on_epoch=progress.epoch,

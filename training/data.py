@@ -53,6 +53,9 @@ class Dataset:
 
     X : ndarray of shape (n_samples, n_features), float64 raw readings
     y : ndarray of shape (n_samples,), int indices into ``classes``
+    lower_limits, upper_limits : per feature, the physical limits every reading lies within
+        (``training.limits``): checked where the readings were loaded or drawn, and written
+        into the artifact by training; open (-inf, inf) where nothing was checked
     groups : ndarray of shape (n_samples,) of int group ids, or None (rows are independent)
     lines : ndarray of shape (n_samples,) of the rows' line numbers in the source file, or None
     description : JSON-serializable facts about the source, for the artifact's metadata
@@ -63,6 +66,8 @@ class Dataset:
     classes: tuple[str, ...]
     features: tuple[str, ...]
     units: tuple[str, ...]
+    lower_limits: tuple[float, ...]
+    upper_limits: tuple[float, ...]
     groups: NDArray[np.intp] | None = None
     lines: NDArray[np.int64] | None = None
     description: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +83,8 @@ class Dataset:
             classes=self.classes,
             features=self.features,
             units=self.units,
+            lower_limits=self.lower_limits,
+            upper_limits=self.upper_limits,
             groups=None if self.groups is None else self.groups[index],
             lines=None if self.lines is None else self.lines[index],
             description=self.description,
@@ -91,18 +98,32 @@ def class_counts(n_samples: int, n_classes: int) -> NDArray[np.intp]:
     return counts
 
 
-def synthetic(n_samples: int, rng: np.random.Generator) -> Dataset:
+def synthetic(
+    n_samples: int, rng: np.random.Generator, limits: Mapping[str, Limits] | None = None
+) -> Dataset:
     """``n_samples`` readings from the seed tutorial's distribution, shuffled, classes balanced.
 
     Returns a Dataset with X of shape (n_samples, 2) (temperature °C, vibration mm/s) and labels
     normal / warning / critical in equal counts (differing by at most one when ``n_samples`` is
-    not a multiple of three).
+    not a multiple of three). ``limits`` (feature -> (low, high), as ``--limits`` gives them)
+    replace the features' known physical limits; raises DataError for a name that is no feature
+    or limits that do not hold the distribution.
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     boxes = np.array(
         [SYNTHETIC_BOXES[name] for name in SYNTHETIC_CLASSES]
     )  # (class, feature, lo/hi)
+    lower, upper = _physical_limits(SYNTHETIC_FEATURES, SYNTHETIC_UNITS, limits or {})
+    # Every draw lies in its class's box, so limits that hold the boxes hold every reading, of
+    # any number and seed: the boxes are what is checked, before anything is drawn.
+    for j, name in enumerate(SYNTHETIC_FEATURES):
+        least, most = boxes[:, j, 0].min(), boxes[:, j, 1].max()
+        if least < lower[j] or most > upper[j]:
+            raise DataError(
+                f"synthetic readings of {name!r} range over [{least:g}, {most:g}], beyond its"
+                f" physical limits [{lower[j]:g}, {upper[j]:g}] given with --limits"
+            )
     y = np.repeat(np.arange(len(SYNTHETIC_CLASSES), dtype=np.intp), class_counts(n_samples, 3))
     y = y[rng.permutation(n_samples)]
     low, high = boxes[y, :, 0], boxes[y, :, 1]
@@ -114,6 +135,8 @@ def synthetic(n_samples: int, rng: np.random.Generator) -> Dataset:
         classes=SYNTHETIC_CLASSES,
         features=SYNTHETIC_FEATURES,
         units=SYNTHETIC_UNITS,
+        lower_limits=lower,
+        upper_limits=upper,
         description={
             "source": "synthetic",
             "rows": int(n_samples),
@@ -121,6 +144,17 @@ def synthetic(n_samples: int, rng: np.random.Generator) -> Dataset:
             "boxes": {name: [list(t), list(v)] for name, (t, v) in SYNTHETIC_BOXES.items()},
         },
     )
+
+
+def _physical_limits(
+    features: tuple[str, ...], units: tuple[str, ...], given: Mapping[str, Limits]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``feature_limits`` as tuples; a name in ``given`` that is no feature is a DataError."""
+    try:
+        lower, upper = feature_limits(features, units, given)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    return tuple(lower), tuple(upper)
 
 
 def order_classes(names: set[str]) -> tuple[str, ...]:
@@ -623,6 +657,7 @@ def _dataset_from_frame(
     """
     columns = [*features, label, *([group_column] if group_column is not None else [])]
     n_rows = len(frame)
+    units = tuple(units) if units is not None else ("",) * len(features)
 
     X = np.empty((n_rows, len(features)), dtype=np.float64)
     invalid = np.zeros(n_rows, dtype=bool)
@@ -639,11 +674,10 @@ def _dataset_from_frame(
         X[:, j], masks = _numeric_column(frame[name])
         for mask, what in masks:
             note(mask, name, lambda row, w=what, c=frame[name]: _describe(w, c, row))
+    # Unchecked without ``limits``, and so stated open.
+    lower, upper = (-np.inf,) * len(features), (np.inf,) * len(features)
     if limits is not None:
-        try:
-            lower, upper = feature_limits(features, units or ("",) * len(features), limits)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
+        lower, upper = _physical_limits(features, units, limits)
         for j, name in enumerate(features):
             with np.errstate(invalid="ignore"):  # NaN cells are bad already, and noted above
                 outside = (X[:, j] < lower[j]) | (X[:, j] > upper[j])
@@ -714,7 +748,9 @@ def _dataset_from_frame(
         y=y,
         classes=tuple(ordered),
         features=features,
-        units=tuple(units) if units is not None else ("",) * len(features),
+        units=units,
+        lower_limits=lower,
+        upper_limits=upper,
         groups=groups,
         lines=numbers[keep],
         description=description,

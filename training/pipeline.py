@@ -11,7 +11,7 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from model.artifact import MAX_ELEMENTS
 from training.data import DataError, Dataset, synthetic
 from training.evaluate import classification_metrics
 from training.fit import EpochStats, FitConfig, History, fit
-from training.limits import Limits, feature_limits
+from training.limits import Limits
 from training.split import PART_NAMES, SplitError, grouped_split, stratified_split
 
 logger = logging.getLogger(__name__)
@@ -65,16 +65,21 @@ class TrainingResult:
     validation_logits: np.ndarray
 
 
-def synthetic_parts(n_train: int, rng: np.random.Generator) -> Parts:
-    """Training set of ``n_train`` synthetic readings plus independent validation and test sets."""
+def synthetic_parts(
+    n_train: int, rng: np.random.Generator, limits: Mapping[str, Limits] | None = None
+) -> Parts:
+    """Training set of ``n_train`` synthetic readings plus independent validation and test sets.
+
+    ``limits`` (feature -> (low, high)) replace the known physical limits, as in ``synthetic``.
+    """
     n_holdout = max(SYNTHETIC_MIN_HOLDOUT, math.ceil(SYNTHETIC_HOLDOUT_FRACTION * n_train))
     # Independent streams per part: the training set for a seed does not depend on the
     # hold-out sizes.
     train_rng, validation_rng, test_rng = rng.spawn(3)
     parts = Parts(
-        train=synthetic(n_train, train_rng),
-        validation=synthetic(n_holdout, validation_rng),
-        test=synthetic(n_holdout, test_rng),
+        train=synthetic(n_train, train_rng, limits),
+        validation=synthetic(n_holdout, validation_rng, limits),
+        test=synthetic(n_holdout, test_rng, limits),
     )
     return parts
 
@@ -183,7 +188,6 @@ def train(
     config: FitConfig,
     rng: np.random.Generator,
     seed: int | None = None,
-    limits: dict[str, Limits] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_steps: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -198,26 +202,11 @@ def train(
     part is scored exactly once, at the end. ``on_start(total_steps)`` is called before the
     first step. ``costs`` (n_classes, n_classes), if given, is stored in the classifier and
     the test metrics are those of its least-expected-cost decision; training itself ignores
-    it. ``limits`` (feature name -> (low, high)) overrides the known physical limits; raises
-    DataError when a name is no feature or training readings lie outside a feature's limits.
+    it. The artifact states the physical limits the training part was made or loaded within
+    (``Dataset.lower_limits``, ``upper_limits``), which are not checked again here.
     """
     started = time.perf_counter()
     train_set, validation_set, test_set = parts.train, parts.validation, parts.test
-    try:
-        lower, upper = feature_limits(train_set.features, train_set.units, limits or {})
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-    # Loaded data has been checked cell by cell (`load_data`, with the file and line); this
-    # guards readings handed over otherwise.
-    outside = sum(
-        ((lower > p.X) | (upper < p.X)).sum(axis=0) for p in (train_set, validation_set, test_set)
-    )
-    if np.any(outside):
-        j = int(np.flatnonzero(outside)[0])
-        raise DataError(
-            f"{int(outside[j])} readings of {train_set.features[j]!r} lie outside its"
-            f" physical limits [{lower[j]:g}, {upper[j]:g}] (set them with --limits)"
-        )
     layer_sizes = [train_set.X.shape[1], *config.hidden, len(train_set.classes)]
     n_features, n_classes = layer_sizes[0], layer_sizes[-1]
     # The arrays that grow with the data and the settings, checked before training rather
@@ -282,8 +271,8 @@ def train(
             feature_min=train_set.X.min(axis=0),
             feature_max=train_set.X.max(axis=0),
             temperature=temperature,
-            lower_limits=lower,
-            upper_limits=upper,
+            lower_limits=np.array(train_set.lower_limits),
+            upper_limits=np.array(train_set.upper_limits),
             novelty_model=novelty_model,
             costs=costs,
         )

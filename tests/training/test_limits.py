@@ -82,3 +82,39 @@ def test_training_writes_the_limits_into_the_artifact(write_csv, tmp_path, capsy
     assert main([*argv, "--limits", "pressure=0:1"]) == 2
     assert "'pressure', which is not a feature" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_limits_on_synthetic_data_are_written_and_checked(tmp_path, capsys) -> None:
+    import model
+    from training.cli import main
+
+    out = tmp_path / "m.npz"
+    argv = ["--samples", "3000", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main([*argv, "--limits", "temperature=-40:125"]) == 0
+    clf = model.load(out)
+    np.testing.assert_array_equal(clf.lower_limits, [-40.0, 0.0])
+    np.testing.assert_array_equal(clf.upper_limits, [125.0, math.inf])
+
+    # Synthetic temperatures run from 20 to 80 °C; nothing but the limits checks them here.
+    out.unlink()
+    assert main([*argv, "--limits", "temperature=30:"]) == 2
+    err = capsys.readouterr().err
+    assert "'temperature'" in err and "physical limits [30, inf]" in err, err
+    assert main([*argv, "--limits", "pressure=0:1"]) == 2
+    assert "'pressure', which is not a feature" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_training_keeps_the_limits_its_data_was_loaded_with(write_csv) -> None:
+    from tests.training.test_cli import GOOD_CSV
+    from training import pipeline
+    from training.data import load_csv
+    from training.fit import FitConfig
+
+    path = write_csv(GOOD_CSV)
+    data = load_csv(path, units=("°C", "mm/s"), limits={"vibration": (0.0, 20.0)})
+    assert (data.lower_limits, data.upper_limits) == ((-273.15, 0.0), (math.inf, 20.0))
+    parts = pipeline.split_parts(data, np.random.default_rng(0), 0.2, 0.2, str(path), "label")
+    result = pipeline.train(parts, FitConfig(epochs=1), np.random.default_rng(1))
+    np.testing.assert_array_equal(result.classifier.lower_limits, [-273.15, 0.0])
+    np.testing.assert_array_equal(result.classifier.upper_limits, [math.inf, 20.0])
