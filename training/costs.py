@@ -41,7 +41,7 @@ def parse_cost(text: str) -> tuple[str, str, float]:
         raise argparse.ArgumentTypeError(
             f"{text!r} sets the cost of a right answer; the diagonal is always 0"
         )
-    return true, answer, value + 0.0  # -0 is 0, and is printed as 0
+    return true, answer, value
 
 
 def parse_min_recall(text: str) -> tuple[str, float]:

@@ -192,6 +192,17 @@ def test_the_matrix_is_a_private_read_only_copy(trained_classifier: model.Classi
     assert clf.version == version
 
 
+def test_a_cost_of_minus_zero_is_a_cost_of_zero(trained_classifier: model.Classifier) -> None:
+    # -0.0 == 0.0 decides the same answers, but its bytes differ and the version hashes bytes.
+    zero = MISS_COSTS.copy()
+    zero[2, 0] = 0.0
+    minus_zero = zero.copy()
+    minus_zero[2, 0] = minus_zero[1, 1] = -0.0
+    clf = with_costs(trained_classifier, minus_zero)
+    assert clf.costs is not None and not np.signbit(clf.costs).any()
+    assert clf.version == with_costs(trained_classifier, zero).version
+
+
 def test_costs_round_trip_and_change_the_version(
     trained_classifier: model.Classifier, tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import model
 from tests.training.conftest import TINY_TRAIN
-from tests.training.test_cli import _known_classifier
+from tests.training.test_cli import GOOD_CSV, _known_classifier
 from training.cli import main
 from training.costs import cost_matrix, parse_cost
 from training.evaluate import recall_at_false_alarm_rate
@@ -247,3 +247,20 @@ def test_a_cost_of_minus_zero_is_a_cost_of_zero(
         assert "critical:normal=0" in capsys.readouterr().out
         versions.append(model.load(out).version)
     assert len(set(versions)) == 1
+
+
+def test_minus_zero_costs_print_as_zero_in_training_and_evaluation(
+    write_csv, tiny_artifact: Path, tmp_path: Path, capsys
+) -> None:
+    data = write_csv(GOOD_CSV)
+    evaluate = ["evaluate", "--model", str(tiny_artifact), "--data", str(data), "--json"]
+    train = [*TINY_TRAIN, "--out", str(tmp_path / "m.npz"), "--json"]
+    for argv in (evaluate, train):
+        printed = []
+        for value in ("0", "-0"):
+            assert main([*argv, "--cost", f"critical:normal={value}"]) == 0
+            printed.append(json.loads(capsys.readouterr().out.splitlines()[-1]))
+        assert "-0" not in json.dumps(printed[1]["costs"]), printed[1]["costs"]
+        assert printed[1]["costs"] == printed[0]["costs"]
+        version = "candidate_model_version" if argv is evaluate else "model_version"
+        assert printed[1][version] == printed[0][version]
