@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
+from pydantic import NonNegativeInt
 
 from service.body import body_deadline, parse_json, read_body
 from service.dataplane import DataPlane
@@ -19,7 +20,7 @@ from service.inference_protocol import (
     inference_request_model,
     split_body,
 )
-from service.openapi import documented
+from service.openapi import Answer, documented
 from service.protocol_paths import V2_ROOT
 from service.schemas import code
 from service.settings import Settings
@@ -34,9 +35,22 @@ def _infer_description(loaded, settings: Settings) -> str:  # type: ignore[no-un
         f" 1 <= N <= {settings.max_batch}; outputs `probabilities` (FP32 [N, {len(classes)}],"
         f" columns {', '.join(map(code, classes))}), `label` (BYTES [N]) and `novel` (BOOL [N]). `data` must hold exactly N rows"
         " (or N x n_features values, flat), which JSON Schema cannot express: a mismatch is a 400."
-        " This is the JSON form; the binary tensor data extension (a JSON header of"
-        f" `{INFERENCE_HEADER}` bytes followed by the tensors' bytes) is described in the README."
+        " The request schema is the JSON form; a request in the binary tensor data extension (a"
+        f" JSON header of `{INFERENCE_HEADER}` bytes followed by the tensors' bytes) is described"
+        " in the README, its answer below (200)."
     )
+
+
+# The inference answer in both its forms: no schema describes the binary one's bytes.
+_INFER_ANSWER = (
+    "The output tensors, as JSON; or, when any output is asked for as binary (the request's"
+    " `binary_data_output` parameter, or an output's `binary_data: true`), as"
+    f" `{BINARY}`: a JSON header of `{INFERENCE_HEADER}` bytes, an InferenceResponse in which"
+    ' each binary output has `parameters: {"binary_data_size": bytes}` instead of `data`,'
+    " followed by the binary outputs' bytes in output order: FP32 little-endian, 4 bytes a"
+    " value, row-major; BOOL one byte a value, 0 or 1; BYTES each a 4-byte little-endian"
+    " length, then that many bytes of UTF-8."
+)
 
 
 def _model_name(loaded, settings: Settings) -> str:  # type: ignore[no-untyped-def]
@@ -120,7 +134,20 @@ def create_v2(dataplane: DataPlane, settings: Settings) -> Blueprint:
         summary="Open Inference Protocol: inference",
         description=_infer_description,
         request=lambda m: inference_request_model(len(m.requests.features), settings.max_batch),
-        responses={200: (InferenceResponse, "The output tensors.")},
+        responses={
+            200: Answer(
+                InferenceResponse,
+                _INFER_ANSWER,
+                media=(BINARY,),
+                headers={
+                    INFERENCE_HEADER: (
+                        NonNegativeInt,
+                        f"Only with `{BINARY}`: the length in bytes of the JSON header that"
+                        " starts the body.",
+                    )
+                },
+            )
+        },
         errors={
             400: "Malformed JSON, an invalid inference request, a reading outside a feature's"
             " physical limits (as for /classify), JSON nested deeper than SENSOR_MAX_JSON_DEPTH,"

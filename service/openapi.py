@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 from flask import Blueprint, Flask, Response, abort, current_app, send_from_directory
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service.inference_protocol import V2Error
@@ -97,14 +97,30 @@ BODY_ERRORS = {
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A response that is more than JSON of one schema: other media types, headers.
+
+    ``schema`` and ``description`` as in `Operation.responses`. ``media``: other media types the
+    same status may answer in, whose bytes no schema describes, so ``description`` says what
+    they are. ``headers``: name -> (the value's type, description).
+    """
+
+    schema: Schema | str
+    description: str
+    media: tuple[str, ...] = ()
+    headers: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Operation:
     """What one view declares about itself for the OpenAPI document."""
 
     summary: str
     description: Text = ""
     request: Schema | None = None
-    # status -> (schema, description); the error statuses take the API's error envelope.
-    responses: Mapping[int, tuple[Schema | str, str]] = field(default_factory=dict)
+    # status -> (schema, description), or an Answer; the error statuses take the API's error
+    # envelope.
+    responses: Mapping[int, tuple[Schema | str, str] | Answer] = field(default_factory=dict)
     errors: Mapping[int, str] = field(default_factory=dict)
     parameters: Mapping[str, Text] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
@@ -171,13 +187,23 @@ def openapi_document(app: Flask, loaded: LoadedModel, settings: Settings) -> dic
         path = _RULE_VARIABLE.sub(r"{\1}", rule.rule)
         error_schema = V2Error if is_v2_path(rule.rule) else ErrorResponse
         responses: dict[str, Any] = {}
-        for status, (schema, text) in operation.responses.items():
+        for status, declared in operation.responses.items():
+            answer = declared if isinstance(declared, Answer) else Answer(*declared)
+            schema, text = answer.schema, answer.description
             if schema in TEXT_MEDIA:
-                responses[str(status)] = content({"type": "string"}, text, TEXT_MEDIA[schema])
+                response = content({"type": "string"}, text, TEXT_MEDIA[schema])
             elif schema == "object":
-                responses[str(status)] = content({"type": "object"}, text)
+                response = content({"type": "object"}, text)
             else:
-                responses[str(status)] = content(use(schema, "serialization"), text)  # type: ignore[arg-type]
+                response = content(use(schema, "serialization"), text)  # type: ignore[arg-type]
+            # OpenAPI 3.1 leaves out the schema of bytes it cannot describe.
+            response["content"].update({media: {} for media in answer.media})
+            if answer.headers:
+                response["headers"] = {
+                    name: {"description": about, "schema": TypeAdapter(kind).json_schema()}
+                    for name, (kind, about) in answer.headers.items()
+                }
+            responses[str(status)] = response
         errors = {**(BODY_ERRORS if operation.request else {}), **operation.errors}
         for status, text in sorted(errors.items()):
             responses.setdefault(str(status), content(use(error_schema, "serialization"), text))

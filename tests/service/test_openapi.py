@@ -15,6 +15,7 @@ from markdown_it import MarkdownIt
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from service.app import create_app
+from service.inference_protocol import BINARY, INFERENCE_HEADER
 from service.openapi import SWAGGER_UI_DIR
 from service.settings import Settings
 from tests.support.artifacts import write_artifact
@@ -122,6 +123,35 @@ def test_versioned_v2_answers_match_the_documented_schemas(
     jsonschema.Draft202012Validator(response_schema(document, path, method, 200)).validate(
         response.get_json()
     )
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"parameters": {"binary_data_output": True}},
+        {"outputs": [{"name": "label", "parameters": {"binary_data": True}}]},
+    ],
+)
+def test_binary_inference_answers_are_documented(
+    client: FlaskClient, document: dict, versioned: bool, asked: dict
+) -> None:
+    url, path = INFER, "/v2/models/{model_name}/infer"
+    if versioned:
+        version = client.get("/readyz").get_json()["model_version"]
+        url = f"/v2/models/sensor-classifier/versions/{version}/infer"
+        path = "/v2/models/{model_name}/versions/{model_version}/infer"
+    response = client.post(url, json={**V2_INPUT, **asked})
+    assert response.status_code == 200 and response.mimetype == BINARY
+    documented = document["paths"][path]["post"]["responses"]["200"]
+    assert set(documented["content"]) == {"application/json", BINARY}
+    header = documented["headers"][INFERENCE_HEADER]
+    jsonschema.Draft202012Validator(header["schema"]).validate(
+        int(response.headers[INFERENCE_HEADER])
+    )
+    # What the bytes are: no schema can say it, so the description does.
+    for fact in (BINARY, INFERENCE_HEADER, "binary_data_size", "little-endian", "UTF-8"):
+        assert fact in documented["description"], fact
 
 
 def test_request_schemas_accept_valid_and_reject_invalid_bodies(document: dict) -> None:
