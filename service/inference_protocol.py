@@ -82,7 +82,8 @@ class OutputParameters(BaseModel):
     `data`. Absent: as the request's `binary_data_output` says."""
     classification: None = Field(
         default=None,
-        description="Triton's classification extension, which is not implemented: refused.",
+        description="Triton's classification extension, which is not implemented: any value but"
+        " null (not asked, as if absent) is refused.",
     )
 
     _shared_memory = model_validator(mode="before")(_no_shared_memory)
@@ -90,8 +91,11 @@ class OutputParameters(BaseModel):
     @field_validator("classification", mode="before")
     @classmethod
     def _not_implemented(cls, value: Any) -> None:
-        # Ignoring it would answer raw tensors to a client expecting top-k classes.
-        raise ValueError("the classification extension is not implemented (see GET /v2)")
+        # Ignoring a count would answer raw tensors to a client expecting top-k classes; null
+        # asks for none, as a client writing its unset fields as null says it.
+        if value is not None:
+            raise ValueError("the classification extension is not implemented (see GET /v2)")
+        return value
 
 
 class RequestParameters(BaseModel):

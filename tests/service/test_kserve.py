@@ -450,6 +450,15 @@ def test_the_classification_extension_is_refused(client: FlaskClient) -> None:
     assert "classification" not in client.get("/v2").get_json()["extensions"]
 
 
+def test_a_null_classification_asks_for_none(client: FlaskClient) -> None:
+    # null is what a client writes for a field it leaves unset: the answer is as without it.
+    asked = {"name": "label", "parameters": {"classification": None}}
+    unset = infer_body([47.5, 2.3], [1, 2], outputs=[{"name": "label"}])
+    response = client.post(INFER, json={**unset, "outputs": [asked]})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == client.post(INFER, json=unset).get_json()
+
+
 def test_a_binary_input_whose_shape_has_huge_dimensions_is_400(client: FlaskClient) -> None:
     # Their product has more digits than Python prints: it must not be computed, let alone shown.
     huge = "1" + "0" * 3000

@@ -173,6 +173,31 @@ def test_request_schemas_accept_valid_and_reject_invalid_bodies(document: dict) 
         assert not validator.is_valid(invalid), invalid
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"classification": None},
+        {"binary_data": None},
+        {"classification": None, "binary_data": False},
+        {"classification": 2},
+        {"classification": 0},
+        {"classification": False},
+        {"binary_data": 1},
+    ],
+)
+def test_output_parameters_are_answered_as_the_schema_says(
+    client: FlaskClient, document: dict, parameters: dict
+) -> None:
+    body = {**V2_INPUT, "outputs": [{"name": "label", "parameters": parameters}]}
+    request = document["paths"]["/v2/models/{model_name}/infer"]["post"]["requestBody"]
+    schema = request["content"]["application/json"]["schema"]
+    valid = jsonschema.Draft202012Validator(
+        {**schema, "components": document["components"]}
+    ).is_valid(body)
+    response = client.post(INFER, json=body)
+    assert response.status_code == (200 if valid else 400), response.get_json()
+
+
 def test_docs_page_uses_only_assets_served_by_the_service(client: FlaskClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"

@@ -204,6 +204,16 @@ def test_only_the_requested_outputs(
         assert result.as_numpy(other) is None
 
 
+def test_class_count_none_asks_for_no_classification(
+    served: Server, client: triton.InferenceServerClient, classifier: model.Classifier
+) -> None:
+    # The client sends "classification": null for class_count=None (it leaves out only 0).
+    X = readings(2, seed=4)
+    outputs = [triton.InferRequestedOutput("label", class_count=None)]
+    result = client.infer(NAME, [readings_input(X)], outputs=outputs)
+    assert_same_answers(result, classify(served, classifier, X), ["label"])
+
+
 @pytest.mark.parametrize("binary", [False, True])
 def test_a_batch_at_the_maximum(
     served: Server, client: triton.InferenceServerClient, classifier: model.Classifier, binary: bool
