@@ -83,14 +83,15 @@ View = TypeVar("View", bound=Callable[..., Any])
 # Response kinds a view may declare instead of a schema: a string of this media type.
 TEXT_MEDIA = {"text": "text/plain", "html": "text/html"}
 
-# What every body-reading operation can answer, whichever API it belongs to.
+# What every body-reading operation can answer, whichever API it belongs to; an operation
+# declares what only it answers (a schema misfit: 422 on /classify, 400 in V2) in its `errors`.
 BODY_ERRORS = {
     400: "Malformed JSON, or nested too deeply.",
     408: "The body did not arrive in time.",
     413: "The body is too large.",
     415: "The body is not JSON (Content-Type must be application/json), or is compressed other"
     " than by gzip or deflate (Content-Encoding; `Accept-Encoding` says which are read).",
-    422: "Valid JSON that does not fit the schema (a duplicate key included).",
+    422: "A duplicate key: a JSON object names one key twice.",
     503: "The worker holds as many request bodies as it may (SENSOR_MAX_BYTES_IN_FLIGHT);"
     " retry after `Retry-After` seconds.",
 }

@@ -198,6 +198,72 @@ def test_output_parameters_are_answered_as_the_schema_says(
     assert response.status_code == (200 if valid else 400), response.get_json()
 
 
+JSON_TYPE = {"Content-Type": "application/json"}
+
+
+def body_faults(max_body_bytes: int) -> dict[str, tuple[dict[str, object], dict, tuple[str, ...]]]:
+    """Why a body is refused: a body of each API with that fault, the headers it is sent with,
+    and the words a documented status uses for the fault."""
+    too_large = b" " * (max_body_bytes + 1)
+    return {
+        "schema misfit": (
+            {"/classify": {"temperature": "x"}, "v2": {"inputs": []}},
+            JSON_TYPE,
+            ("does not fit the schema", "invalid inference request"),
+        ),
+        "duplicate key": (
+            {
+                "/classify": b'{"temperature": 1, "temperature": 2, "vibration": 1}',
+                "v2": b'{"inputs": [], "inputs": []}',
+            },
+            JSON_TYPE,
+            ("duplicate key",),
+        ),
+        "malformed JSON": ({"/classify": b"{", "v2": b"{"}, JSON_TYPE, ("malformed json",)),
+        "too large": ({"/classify": too_large, "v2": too_large}, JSON_TYPE, ("too large",)),
+        "not JSON": (
+            {"/classify": b"{}", "v2": b"{}"},
+            {"Content-Type": "text/csv"},
+            ("content-type",),
+        ),
+        "unknown coding": (
+            {"/classify": b"{}", "v2": b"{}"},
+            {**JSON_TYPE, "Content-Encoding": "br"},
+            ("content-encoding",),
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("api", "url", "path"),
+    [
+        ("/classify", "/classify", "/classify"),
+        ("v2", INFER, "/v2/models/{model_name}/infer"),
+        (
+            "v2",
+            "/v2/models/sensor-classifier/versions/{version}/infer",
+            "/v2/models/{model_name}/versions/{model_version}/infer",
+        ),
+    ],
+)
+def test_each_refused_body_gets_the_status_documented_for_its_fault(
+    client: FlaskClient, settings: Settings, document: dict, api: str, url: str, path: str
+) -> None:
+    url = url.format(version=client.get("/readyz").get_json()["model_version"])
+    faults = body_faults(settings.max_body_bytes)
+    answered = {}
+    for fault, (bodies, headers, _) in faults.items():
+        body = bodies[api]
+        data = orjson.dumps(body) if isinstance(body, dict) else body
+        answered[fault] = client.post(url, data=data, headers=headers).status_code
+    responses = document["paths"][path]["post"]["responses"]
+    assert {str(status) for status in answered.values()} <= set(responses)
+    for status, response in responses.items():
+        text = response["description"].lower()
+        said = {fault for fault, (*_, words) in faults.items() if any(w in text for w in words)}
+        assert said == {fault for fault, got in answered.items() if str(got) == status}, status
+
+
 def test_docs_page_uses_only_assets_served_by_the_service(client: FlaskClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
