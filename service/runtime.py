@@ -268,6 +268,7 @@ class ModelRuntime:
         self._unreadable_logged = False
         # The last good copy as this worker last saw it (`_follow_last_good`).
         self._copy_seen: FileSignature | None = None
+        self._restore_problem: str | None = None
         self.problem: str | None = None
         # One check at a time; under threads, a request arriving during a reload waits for it
         # (a load takes milliseconds) rather than answering with the model it replaces.
@@ -372,6 +373,7 @@ class ModelRuntime:
             if current is not None and signature == current.signature:
                 if current.path == self.path:
                     self._usable_again(current)  # the file is back as it was
+                self._restore_copy()
                 return False
             if signature == self._refused:
                 self._set_problem(self._refusal)  # it may have said "cannot stat" meanwhile
@@ -414,6 +416,7 @@ class ModelRuntime:
         try:
             signature = FileSignature.of(copy)
         except OSError:
+            self._restore_copy()
             return False
         if signature == self._copy_seen:
             return False
@@ -429,6 +432,37 @@ class ModelRuntime:
             return False
         self._install(loaded, previous)
         return True
+
+    def _restore_copy(self) -> None:
+        """A last good copy that is gone (a removed state directory, a cleaner of /tmp) is
+        written again from the model this worker serves: a worker restarted while the file is
+        unusable would otherwise not start, and gunicorn would stop the whole service. Said
+        once; a copy that cannot be written is said once too, and tried again at each check.
+        """
+        state_dir, loaded = self.settings.state_dir, self._loaded
+        if state_dir is None or loaded is None:
+            return
+        copy = state_dir / LAST_GOOD
+        if copy.exists():
+            return
+        try:
+            loaded.classifier.save(copy)
+        except OSError as exc:
+            if self._restore_problem != str(exc):
+                self._restore_problem = str(exc)
+                logger.error(
+                    "the last good copy %s is gone and cannot be written again (%s): a worker"
+                    " started while %s is unusable will not start",
+                    copy,
+                    exc,
+                    self.path,
+                )
+            return
+        self._restore_problem = None
+        self._copy_seen = FileSignature.of(copy)
+        logger.warning(
+            "the last good copy %s was gone; model %s is kept there again", copy, loaded.version
+        )
 
     def _usable_again(self, loaded: LoadedModel) -> None:
         """The configured file serves ``loaded``: any problem with it is over, and said so."""

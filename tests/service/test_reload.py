@@ -514,14 +514,17 @@ def test_a_worker_that_cannot_keep_its_copy_removes_the_older_one(
     caplog.set_level(logging.WARNING, logger="service.runtime")
     with full_disk():
         assert version_answering(worker) == new.version
-    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "File too large" in warning and "will not start" in warning
-    assert "older copy" in warning and "was removed" in warning
-    replace_with_bytes(path, b"this is not a model")
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "File too large" in warning and "will not start" in warning
+        assert "older copy" in warning and "was removed" in warning
+        replace_with_bytes(path, b"this is not a model")
+        assert version_answering(worker) == new.version
+        # A worker restarted now would have served model 3 beside this one on model 4.
+        with pytest.raises(ModelLoadError, match="not a zip"):
+            create_app(settings)
+    # Once there is room, the model served is kept again: a restarted worker serves it too.
     assert version_answering(worker) == new.version
-    # A worker restarted now would have served model 3 beside this one on model 4.
-    with pytest.raises(ModelLoadError, match="not a zip"):
-        create_app(settings)
+    assert version_answering(create_app(settings).test_client()) == new.version
 
 
 def test_a_copy_of_the_same_model_kept_by_a_sibling_is_left_in_place(
@@ -611,3 +614,30 @@ def test_an_artifact_whose_answers_cannot_be_written_is_refused_and_the_last_goo
     restarted = create_app(settings).test_client()
     assert version_answering(restarted) == good
     assert "cannot be loaded" in restarted.get("/model").get_json()["artifact_problem"]
+
+
+def test_a_last_good_copy_that_is_gone_is_kept_again_from_the_model_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_artifact(tmp_path / "models" / "model.npz", seed=3)
+    served = model.load(path).version
+    state = tmp_path / "state"
+    settings = Settings(model_path=path, state_dir=state, reload_interval=0)
+    worker = create_app(settings).test_client()
+    caplog.set_level(logging.WARNING, logger="service.runtime")
+    # Gone while the file is good (a cleaner of /tmp ages out a copy nothing reads) ...
+    (state / LAST_GOOD).unlink()
+    assert version_answering(worker) == served
+    assert model.load(state / LAST_GOOD).version == served
+    # ... and while the file is bad, the whole state directory with it.
+    replace_with_bytes(path, b"this is not a model")
+    assert version_answering(worker) == served
+    shutil.rmtree(state)
+    assert version_answering(worker) == served
+    assert version_answering(worker) == served  # kept once, not at every check
+    said = [r.getMessage() for r in caplog.records if "was gone" in r.getMessage()]
+    assert len(said) == 2, said
+    # A worker restarted now serves the model its sibling serves (it did not start).
+    restarted = create_app(settings).test_client()
+    assert version_answering(restarted) == served
+    assert "serving the last good model" in restarted.get("/readyz").get_json()["detail"]
