@@ -90,10 +90,10 @@ def pre_exec(server):
 
 
 def child_exit(server, worker):
-    """A worker is gone: drop its live gauges from the metrics (prometheus multiprocess mode)."""
-    from prometheus_client import multiprocess
+    """A worker is gone: its live gauges leave the metrics, its counts go to the archive."""
+    from service.metric_files import process_gone
 
-    multiprocess.mark_process_dead(worker.pid)
+    process_gone(worker.pid)
 
 
 def post_fork(server, worker):

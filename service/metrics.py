@@ -27,11 +27,12 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 import model
+from service import metric_files
 from service.errors import MetricsUnavailable
+from service.metric_files import MULTIPROC_ENV
 
 logger = logging.getLogger(__name__)
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Answers take well under a millisecond; the low buckets are where the information is.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -377,7 +378,8 @@ class Metrics:
     def _collect(self) -> list[Any]:
         registry = self._exported()
         try:
-            return list(registry.collect())
+            with metric_files.reading():
+                return list(registry.collect())
         except OSError as exc:
             raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
 
@@ -420,7 +422,8 @@ class Metrics:
         """The text format of every metric (summed over all workers) and its content type."""
         registry = self._exported()
         try:
-            return generate_latest(registry), CONTENT_TYPE_LATEST
+            with metric_files.reading():
+                return generate_latest(registry), CONTENT_TYPE_LATEST
         except OSError as exc:
             raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
 

@@ -251,3 +251,41 @@ def test_startup_with_a_missing_or_corrupt_model_fails_with_one_clear_line(
     assert str(artifact) in lines[0] and "python -m training" in lines[0]
     assert ("does not exist" if content is None else "artifact") in lines[0]
     assert "Traceback" not in log
+
+
+def test_replaced_workers_leave_their_counts_in_one_archive_and_none_is_lost(
+    tmp_path: Path,
+) -> None:
+    """prometheus_client leaves every dead worker's files behind, and every scrape reads them
+    all; the master folds them into one archive as it reaps the worker."""
+    artifact = write_artifact(tmp_path / "model.npz")
+    env = {"SENSOR_MAX_REQUESTS": "15", "SENSOR_MAX_REQUESTS_JITTER": "0"}
+    key = (
+        "sensor_http_requests_total",
+        (("endpoint", "/classify"), ("method", "POST"), ("status", "200")),
+    )
+    with running_server(artifact, workers=2, env=env, log_dir=tmp_path / "logs") as server:
+        seen = [0.0]
+        for sent in range(1, 301):
+            assert fresh_post(server, "/classify", READING).status_code == 200
+            if sent % 10 == 0:
+                # Never a count going backwards (Prometheus: a reset), whatever is folded.
+                count = metric_samples(server).get(key, 0.0)
+                assert count >= seen[-1], seen
+                seen.append(count)
+        replaced = server.stderr().count("Autorestarting worker")
+        assert replaced >= 10, replaced
+        done = time.monotonic()
+        while metric_samples(server).get(key, 0.0) < 300:
+            assert time.monotonic() - done < FLUSH_BOUND_SECONDS, "request counts not flushed"
+            time.sleep(0.05)
+        samples = metric_samples(server)
+        assert samples[key] == 300
+        latency = ("sensor_http_request_duration_seconds_count", (("endpoint", "/classify"),))
+        assert samples[latency] == 300
+        directory = tmp_path / "logs" / "prometheus"
+        for kind in ("counter", "histogram"):
+            files = sorted(p.name for p in directory.glob(f"{kind}_*.db"))
+            # The archive, and the live workers' files: two, or up to four while both are
+            # replaced (an old one not yet reaped beside its successor).
+            assert f"{kind}_archive.db" in files and len(files) <= 1 + 4, files

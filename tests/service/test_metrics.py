@@ -216,3 +216,44 @@ def test_a_worker_started_without_a_metrics_directory_serves_and_says_so(
     _spoil(multiprocess)
     app = create_app(settings)  # it raised, and gunicorn then stopped the whole service
     _answers_and_says_so(app.test_client(), caplog, "started unable to export its metrics")
+
+
+def test_a_dead_workers_counts_are_folded_into_the_archive_but_never_under_a_scrape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    from service import metric_files
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    def write(name: str, values: dict[str, float]) -> None:
+        file = MmapedDict(str(tmp_path / name))
+        for key, value in values.items():
+            file.write_value(key, value, 0.0)
+        file.close()
+
+    def read(name: str) -> dict[str, float]:
+        path = str(tmp_path / name)
+        return {k: v for k, v, _, _ in MmapedDict.read_all_values_from_file(path)}
+
+    write("counter_archive.db", {"a": 2.0, "b": 1.0})
+    write("counter_41.db", {"a": 3.0, "c": 0.5})
+    write("histogram_41.db", {"h": 7.0})
+    write("gauge_livemax_41.db", {"g": 1.0})
+    with metric_files.reading():
+        folding = threading.Thread(target=metric_files.process_gone, args=(41,))
+        folding.start()
+        folding.join(0.3)
+        assert folding.is_alive(), "folded while a scrape was reading"
+        assert (tmp_path / "counter_41.db").exists()
+    folding.join(10)
+    assert not folding.is_alive()
+    assert read("counter_archive.db") == {"a": 5.0, "b": 1.0, "c": 0.5}
+    assert read("histogram_archive.db") == {"h": 7.0}
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        "counter_archive.db",
+        "histogram_archive.db",
+    ]
