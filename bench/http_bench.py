@@ -405,14 +405,11 @@ def run(ctx: Context) -> list[Row]:
     return _rows(runs, opts.batch_size, how) + _startup_and_memory_rows(ctx, load, env, single)
 
 
+UNITS = {"ok_per_second": "requests/s", "cpu_us_per_request": "us", "p50_ms": "ms", "p99_ms": "ms"}
+
+
 def _rows(runs: dict[str, dict[str, list[WrkResult]]], batch_size: int, how: str) -> list[Row]:
     """The table's rows: ours against the bare Flask floor, then against FastAPI + uvicorn."""
-    units = {
-        "ok_per_second": "requests/s",
-        "cpu_us_per_request": "us",
-        "p50_ms": "ms",
-        "p99_ms": "ms",
-    }
 
     def versus(
         key: str,
@@ -421,29 +418,34 @@ def _rows(runs: dict[str, dict[str, list[WrkResult]]], batch_size: int, how: str
         peer: str = BARE,
         at_least: float | None = None,
         at_most: float | None = None,
+        ours: str = SERVICE,
+        per: int = 1,
     ) -> Row:
-        # Ours in the key's case against ``peer`` in the same case, or in its single readings
-        # where it answers no other; the target a bound on the ratio, when there is one.
+        # ``ours`` in the key's case against ``peer`` in the same case, or in its single readings
+        # where it answers no other, ``per`` readings a request; the target a bound on the ratio.
         case = key.split(".")[1]
         peer_runs = runs[case].get(peer, runs["single"][peer])
-        ours, theirs = _median(runs[case][SERVICE], attribute), _median(peer_runs, attribute)
+        value, theirs = _median(runs[case][ours], attribute), _median(peer_runs, attribute)
+        if per > 1:
+            value, theirs = value * per, theirs * per
         target, check = "", None
         if at_least is not None:
             target, check = f"≥ {at_least:.2f}x {LABELS[peer]}", lambda v, r: r >= at_least
         if at_most is not None:
             target, check = f"≤ {at_most:.2f}x {LABELS[peer]}", lambda v, r: r <= at_most
-        unit = units[attribute]
-        return table.row(key, measure, ours, unit, theirs, LABELS[peer], target=target, check=check)
+        unit = "readings/s" if per > 1 else UNITS[attribute]
+        return table.row(
+            key, measure, value, unit, theirs, LABELS[peer], target=target, check=check
+        )
 
-    def errors(key: str, label: str, peer: str) -> Row:
+    def errors(key: str, label: str, peer: str = BARE) -> Row:
         case = key.split(".")[1]
-        total = sum(r.errors for r in runs[case][SERVICE])
-        theirs = sum(r.errors for r in runs[case][peer])
+        ours, theirs = (sum(r.errors for r in runs[case][name]) for name in (SERVICE, peer))
         measure = f"{label}: errors (socket + non-2xx), all runs"
         return table.row(
             key,
             measure,
-            total,
+            ours,
             "",
             theirs,
             LABELS[peer],
@@ -459,54 +461,50 @@ def _rows(runs: dict[str, dict[str, list[WrkResult]]], batch_size: int, how: str
             for attribute in ("p50_ms", "p99_ms")
         ]
 
-    batch = f"batch of {batch_size}"
-    batch_rate = _median(runs["batch"][SERVICE], "ok_per_second")
-    bare_batch_rate = _median(runs["batch"][BARE], "ok_per_second")
+    batch, rate = f"batch of {batch_size}", "ok_per_second"
     rows = [
         versus(
             "http.single.requests_per_second",
             f"1 reading: requests/s = readings/s ({how})",
-            "ok_per_second",
+            rate,
             at_least=MIN_SINGLE_RATIO,
         ),
+        # The same target in CPU: with the CPUs saturated, throughput is inverse to CPU per
+        # request, and this does not move when other work steals CPU from one app's runs.
         versus(
             "http.single.cpu_us_per_request",
             "1 reading: server CPU per request (all its processes)",
             "cpu_us_per_request",
-            # The same target in CPU: with the CPUs saturated, throughput is inverse to CPU per
-            # request, and this does not move when other work steals CPU from one app's runs.
             at_most=1 / MIN_SINGLE_RATIO,
         ),
         *latency("single", "1 reading"),
-        errors("http.single.errors", "1 reading", BARE),
-        table.row(
+        errors("http.single.errors", "1 reading"),
+        versus(
             "http.batch.readings_per_second",
             f"{batch}: readings/s ({how})",
-            batch_rate * batch_size,
-            "readings/s",
-            bare_batch_rate * batch_size,
-            LABELS[BARE],
-            target=f"≥ {MIN_BATCH_RATIO:.2f}x bare Flask",
-            check=lambda v, r: r >= MIN_BATCH_RATIO,
+            rate,
+            at_least=MIN_BATCH_RATIO,
+            per=batch_size,
         ),
-        versus("http.batch.requests_per_second", f"{batch}: requests/s", "ok_per_second"),
+        versus("http.batch.requests_per_second", f"{batch}: requests/s", rate),
         *latency("batch", batch),
-        errors("http.batch.errors", batch, BARE),
+        errors("http.batch.errors", batch),
     ]
     if FASTAPI not in runs["single"]:
         return rows
+    vs_fastapi = "ours vs FastAPI + uvicorn"
     return [
         *rows,
         versus(
             "http.single.vs_fastapi",
-            "1 reading: requests/s, ours vs FastAPI + uvicorn",
-            "ok_per_second",
+            f"1 reading: requests/s, {vs_fastapi}",
+            rate,
             FASTAPI,
             at_least=MIN_SINGLE_VS_FASTAPI,
         ),
         versus(
             "http.single.p99_vs_fastapi",
-            "1 reading: latency p99, ours vs FastAPI + uvicorn",
+            f"1 reading: latency p99, {vs_fastapi}",
             "p99_ms",
             FASTAPI,
             at_most=MAX_SINGLE_P99_VS_FASTAPI,
@@ -518,17 +516,16 @@ def _rows(runs: dict[str, dict[str, list[WrkResult]]], batch_size: int, how: str
             FASTAPI,
             at_most=MAX_BATCH_P99_VS_FASTAPI,
         ),
-        table.row(
+        versus(
             "http.single.bare_vs_fastapi",
             "1 reading: requests/s, bare Flask (constant answer) vs FastAPI + uvicorn",
-            _median(runs["single"][BARE], "ok_per_second"),
-            "requests/s",
-            _median(runs["single"][FASTAPI], "ok_per_second"),
-            LABELS[FASTAPI],
+            rate,
+            FASTAPI,
+            ours=BARE,
         ),
         versus(
             "http.single.cpu_vs_fastapi",
-            "1 reading: server CPU per request, ours vs FastAPI + uvicorn",
+            f"1 reading: server CPU per request, {vs_fastapi}",
             "cpu_us_per_request",
             FASTAPI,
         ),
