@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bench.procs import REPO_ROOT, run_measured
+from bench.procs import REPO_ROOT, Measured, run_measured
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,12 @@ class Context:
     model_source: str = ""
     results: dict[str, Any] = field(default_factory=dict)
 
+    def train(self, *args: str, epochs: int | None = None) -> Measured:
+        """`python -m training ARGS [--epochs N] -q` to completion, measured."""
+        command = [sys.executable, "-m", "training", *args]
+        command += [] if epochs is None else ["--epochs", str(epochs)]
+        return run_measured([*command, "-q"], timeout=self.options.timeout).check()
+
     def ensure_model(self) -> Path:
         """The artifact to benchmark: the training section's, --model, or a quickly trained one."""
         if self.model_path is None and self.options.model is not None:
@@ -181,8 +187,7 @@ class Context:
         if self.model_path is None:
             path = self.workdir / "quick-model.npz"
             logger.info("training a model of the default architecture for the benchmark")
-            command = [sys.executable, "-m", "training", *QUICK_MODEL_ARGS, "--out", str(path)]
-            run_measured([*command, "-q"], timeout=self.options.timeout).check()
+            self.train(*QUICK_MODEL_ARGS, "--out", str(path))
             self.model_path = path
             self.model_source = "python -m training " + " ".join(QUICK_MODEL_ARGS)
         return self.model_path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 from bench import table
 from bench.context import Context
-from bench.procs import BenchError, Measured, run_measured
+from bench.procs import BenchError, Measured
 from bench.table import Row
 
 logger = logging.getLogger(__name__)
@@ -35,13 +34,6 @@ MAX_CSV_READ_SECONDS = 3.0
 MAX_PARQUET_READ_SECONDS = 1.0
 MAX_PEAK_MB = 500.0
 MB = 1e6
-
-
-def train(ctx: Context, *args: str, epochs: int | None) -> Measured:
-    """`python -m training ARGS [--epochs N] -q` to completion, measured."""
-    command = [sys.executable, "-m", "training", *args]
-    command += [] if epochs is None else ["--epochs", str(epochs)]
-    return run_measured([*command, "-q"], timeout=ctx.options.timeout).check()
 
 
 def _metrics_json(measured: Measured) -> dict[str, Any]:
@@ -126,7 +118,7 @@ def synthetic(ctx: Context) -> list[Row]:
         logger.info(
             "training: run %d/%d, ours and scikit-learn's on %d readings", i + 1, opts.train_runs, n
         )
-        ours_runs.append(train(ctx, *args, epochs=opts.train_epochs))
+        ours_runs.append(ctx.train(*args, epochs=opts.train_epochs))
         versions.append(model.load(out).version)
         pipeline, seconds, sk_facts = fit_sklearn(
             parts.train.X, parts.train.y, opts.sklearn_max_iter
@@ -231,9 +223,8 @@ def real(ctx: Context) -> list[Row]:
         return [table.skipped(key, measure, "data file absent", target)]
     logger.info("training: real data %s", path)
     args = ("--data", str(path), "--group-column", "cycle", "--seed", str(TRAIN_SEED))
-    ours = train(
-        ctx, *args, "--out", str(ctx.workdir / "real.npz"), "--json", epochs=opts.real_epochs
-    )
+    args += ("--out", str(ctx.workdir / "real.npz"), "--json")
+    ours = ctx.train(*args, epochs=opts.real_epochs)
     metrics = _metrics_json(ours)
     # The command line splits with default_rng(seed) before anything else draws from it, with
     # the fractions its own parser defaults to.
@@ -279,17 +270,7 @@ def csv(ctx: Context) -> list[Row]:
     rows = opts.csv_rows
     path = ctx.workdir / "readings.csv"
     logger.info("training: writing a %d-row CSV file", rows)
-    train(
-        ctx,
-        "generate",
-        "--samples",
-        str(rows),
-        "--seed",
-        str(CSV_SEED),
-        "--out",
-        str(path),
-        epochs=None,
-    )
+    ctx.train("generate", "--samples", str(rows), "--seed", str(CSV_SEED), "--out", str(path))
     parquet_path = path.with_suffix(".parquet")
     pandas.read_csv(path).to_parquet(parquet_path, index=False)
 
@@ -309,7 +290,7 @@ def csv(ctx: Context) -> list[Row]:
     read_seconds = statistics.median(reads)
     logger.info("training: peak memory of training on the %d-row CSV file", rows)
     args = ("--data", str(path), "--out", str(ctx.workdir / "csv.npz"))
-    training = train(ctx, *args, epochs=opts.csv_epochs)
+    training = ctx.train(*args, epochs=opts.csv_epochs)
     ctx.results["training"]["csv"] = {
         "rows": rows,
         "bytes": path.stat().st_size,
