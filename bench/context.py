@@ -123,15 +123,6 @@ class Options(BaseSettings):
     """serve and time this artifact (default: the training section's, or a quickly trained one
     of the default architecture)"""
 
-    @field_validator("sections", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not value:
-            raise ValueError(f"expected a comma-separated choice of {', '.join(SECTIONS)}")
-        return value
-
     @field_validator("sections")
     @classmethod
     def _in_suite_order(cls, value: tuple[str, ...]) -> tuple[str, ...]:
