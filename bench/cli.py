@@ -45,17 +45,6 @@ def parse_options(argv: Sequence[str]) -> Options:
     return options.with_quick()
 
 
-def _runners() -> dict[str, Callable[[Context], list[Row]]]:
-    # Imported here: each section pulls in heavy libraries (sklearn, pandas) of its own.
-    from bench import http_bench, inference_bench, training_bench
-
-    return {
-        "training": training_bench.run,
-        "inference": inference_bench.run,
-        "http": http_bench.run,
-    }
-
-
 def _busy(load: list[float] | None, cpus: int) -> bool:
     return load is not None and load[0] > BUSY_LOAD_PER_CPU * cpus
 
@@ -119,7 +108,14 @@ def run(options: Options, argv: Sequence[str]) -> tuple[dict[str, Any], list[Row
     started = time.perf_counter()
     load_start = load_average()
     machine = facts()
-    runners = _runners()
+    # Imported here: each section pulls in heavy libraries (sklearn, pandas) of its own.
+    from bench import http_bench, inference_bench, training_bench
+
+    runners: dict[str, Callable[[Context], list[Row]]] = {
+        "training": training_bench.run,
+        "inference": inference_bench.run,
+        "http": http_bench.run,
+    }
     rows: list[Row] = []
     errors: dict[str, str] = {}
     sections: dict[str, Any] = {}

@@ -78,11 +78,6 @@ def counting_calls(path: Any, reading: list[float]) -> dict[str, Callable[[], An
     }
 
 
-def hidden_sizes(classifier: Any) -> tuple[int, ...]:
-    """Hidden layer widths of a loaded classifier's network, read from its weight shapes."""
-    return tuple(int(W.shape[1]) for W in classifier.network.coefs[:-1])
-
-
 def run(ctx: Context) -> list[Row]:
     """Time ours and scikit-learn's predict_proba on 1 reading and on ``inference_rows`` readings."""
     from sklearn.exceptions import ConvergenceWarning
@@ -94,7 +89,7 @@ def run(ctx: Context) -> list[Row]:
     opts = ctx.options
     path = ctx.ensure_model()
     classifier = model.load(path)
-    hidden = hidden_sizes(classifier)
+    hidden = tuple(int(W.shape[1]) for W in classifier.network.coefs[:-1])
     dtype = classifier.network.dtype
     rng = np.random.default_rng(DATA_SEED)
     data = synthetic(opts.inference_rows, rng)
