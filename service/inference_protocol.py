@@ -332,6 +332,15 @@ def parse_inference_request(
     try:
         request: Any = inference_request_model(n_features, max_batch).model_validate(document)
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["loc"] == ("inputs",) and first["type"] == "too_long":
+            # Most often one tensor per feature, as MLServer's pandas codec sends a table.
+            raise MalformedRequest(
+                f"invalid inference request at inputs: the model takes one input,"
+                f" {INPUT_NAME!r} (FP32, shape [N, {n_features}]: each row a reading, its"
+                f" features in the order GET /model lists them), not"
+                f" {len(document['inputs'])}"
+            ) from None
         raise MalformedRequest(_message(exc)) from None
     # Only the free-form `parameters` objects can nest deeper than a valid request's fixed
     # shape (5 levels); they sit 1 level (the request's) or 3 levels (an input's or an

@@ -105,6 +105,20 @@ def test_invalid_inference_requests_are_400_with_a_v2_error(
     assert fragment in error
 
 
+def test_one_input_per_feature_is_400_naming_the_one_input_the_model_takes(
+    client: FlaskClient,
+) -> None:
+    """As MLServer's pandas codec sends a table: a tensor per column."""
+    columns = [
+        {"name": name, "shape": [1], "datatype": "FP32", "data": [value]}
+        for name, value in (("temperature", 50.0), ("vibration", 2.0))
+    ]
+    response = client.post(INFER, json={"inputs": columns})
+    assert response.status_code == 400
+    error = kserve.V2Error.model_validate(response.get_json()).error
+    assert "takes one input, 'readings' (FP32, shape [N, 2]" in error and "not 2" in error
+
+
 def test_non_finite_and_malformed_inputs_are_400(client: FlaskClient) -> None:
     for raw in (
         b'{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [NaN, 1]}]}',
