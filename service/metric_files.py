@@ -29,8 +29,13 @@ from prometheus_client.mmap_dict import MmapedDict
 logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# The kinds whose values outlive their process (a gauge's live values leave with it).
+# The files each worker writes, one per kind of metric `service.metrics` declares (prometheus
+# names a gauge's file by its multiprocess mode), and those whose values outlive the worker (a
+# live gauge's leave with it).
+FILE_KINDS = ("counter", "histogram", "gauge_livemax")
 ARCHIVED_KINDS = ("counter", "histogram")
+# Bytes given to each of a worker's files before prometheus_client maps them (its own first size).
+PREALLOCATED_BYTES = 64 * 1024
 ARCHIVE = "archive"  # counter_archive.db: prometheus_client reads the kind before the "_"
 LOCK = ".lock"  # not *.db: prometheus_client reads only those
 
@@ -64,6 +69,34 @@ def _locked(operation: int) -> Iterator[Path | None]:
 def reading() -> contextlib.AbstractContextManager[Path | None]:
     """Hold while every worker's files are read for a scrape: none is folded meanwhile."""
     return _locked(fcntl.LOCK_SH)
+
+
+def preallocate(pid: int) -> None:
+    """Give worker ``pid``'s files their blocks now; raises OSError when there is no room.
+
+    prometheus_client maps each file after only setting its size, so on a full filesystem the
+    first write to a page not yet backed killed the worker with SIGBUS, and gunicorn started
+    another, again and again. A file that has its size already is used as it is.
+    """
+    path = directory()
+    if path is None:
+        return
+    made: list[Path] = []
+    try:
+        for kind in FILE_KINDS:
+            file = path / f"{kind}_{pid}.db"
+            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size == 0:
+                    made.append(file)
+                    os.posix_fallocate(fd, 0, PREALLOCATED_BYTES)
+            finally:
+                os.close(fd)
+    except OSError:
+        for file in made:  # an empty file would break every scrape
+            with contextlib.suppress(OSError):
+                file.unlink()
+        raise
 
 
 def process_gone(pid: int) -> None:

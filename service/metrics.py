@@ -198,6 +198,8 @@ class Metrics:
         self.unexported: str | None = None
         self._write_problem: str | None = None
         try:
+            if self.multiprocess:
+                metric_files.preallocate(os.getpid())
             self._declare()
         except OSError as exc:
             # An unlabelled metric writes its file when it is declared; every value declared from

@@ -425,3 +425,40 @@ def test_a_metrics_directory_that_is_gone_costs_metrics_not_answers_nor_the_serv
         scrape = httpx.get(f"{server.url}/metrics", timeout=5)
         assert scrape.status_code == 200, scrape.text
     assert "sensor_model_info{" in scrape.text
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real tmpfs with no room left, as a metrics emptyDir (medium: Memory) that has filled."""
+    import subprocess
+
+    path = tmp_path / "full-tmpfs"
+    path.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root (and the right to mount)")
+    try:
+        with contextlib.suppress(OSError), (path / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_a_full_metrics_filesystem_costs_metrics_not_answers(
+    server_factory: Callable[..., Server], artifact: Path, full_tmpfs: Path
+) -> None:
+    # Each worker was killed by SIGBUS at its first write to a page of its metric files that
+    # the filesystem could not back, and gunicorn started another, again and again.
+    server = server_factory(artifact, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(full_tmpfs)})
+    workers = server.worker_pids()
+    for _ in range(40):  # fresh connections: both workers answer
+        response = httpx.post(f"{server.url}/classify", content=BODY, headers=JSON, timeout=5)
+        assert response.status_code == 200, response.text
+    time.sleep(1.5)  # a flush interval: every worker has handed its counts over, or tried
+    assert server.worker_pids() == workers, server.stderr()[-3000:]
+    scrape = httpx.get(f"{server.url}/metrics", timeout=5)
+    assert scrape.status_code == 503 and "No space left" in scrape.text, scrape.text
+    server.stop()

@@ -257,3 +257,24 @@ def test_a_dead_workers_counts_are_folded_into_the_archive_but_never_under_a_scr
         "counter_archive.db",
         "histogram_archive.db",
     ]
+
+
+def test_every_file_the_metrics_write_is_one_preallocated(
+    settings: Settings, multiprocess: Path
+) -> None:
+    """A kind of metric file not preallocated could still be killed by SIGBUS on a full
+    filesystem (test_faults): `metric_files.FILE_KINDS` must name every one written."""
+    import os
+
+    from service import metric_files
+
+    client = create_app(settings).test_client()
+    assert client.post("/classify", json={"temperature": 47.5, "vibration": 2.3}).status_code == 200
+    assert client.get("/metrics").status_code == 200
+    pid = os.getpid()
+    written = sorted(p.name for p in multiprocess.glob("*.db"))
+    assert written == sorted(f"{kind}_{pid}.db" for kind in metric_files.FILE_KINDS)
+    assert all(
+        (multiprocess / name).stat().st_blocks * 512 >= metric_files.PREALLOCATED_BYTES
+        for name in written
+    ), "a file was not given its blocks"
