@@ -127,6 +127,11 @@ def _fold(dead: Path, archive: Path) -> None:
                 totals[key] = totals.get(key, 0.0) + value
     written = archive.with_name(f".{archive.stem}.tmp")
     written.unlink(missing_ok=True)
+    # Its blocks first, as for a worker's files (`preallocate`): on a full filesystem a write to
+    # an unbacked page would kill the master with SIGBUS. Room for both files' keys is enough.
+    size = sum(source.stat().st_size for source in (archive, dead) if source.exists())
+    with open(written, "wb") as out:
+        os.posix_fallocate(out.fileno(), 0, max(size, PREALLOCATED_BYTES))
     values = MmapedDict(str(written))
     try:
         for key, value in totals.items():

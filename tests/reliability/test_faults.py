@@ -428,31 +428,36 @@ def test_a_metrics_directory_that_is_gone_costs_metrics_not_answers_nor_the_serv
 
 
 @pytest.fixture
-def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A real tmpfs with no room left, as a metrics emptyDir (medium: Memory) that has filled."""
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real tmpfs of 256 KiB, as a metrics emptyDir (medium: Memory) with a size limit."""
     import subprocess
 
-    path = tmp_path / "full-tmpfs"
+    path = tmp_path / "tmpfs"
     path.mkdir()
     mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path)]
     if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode:
         pytest.skip("mounting a tmpfs needs root (and the right to mount)")
     try:
-        with contextlib.suppress(OSError), (path / "filler").open("wb") as filler:
-            while True:
-                filler.write(b"\0" * 4096)
-                filler.flush()
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=True)
 
 
+def fill(path: Path) -> None:
+    """Leave the filesystem of ``path`` no room at all."""
+    with contextlib.suppress(OSError), (path / "filler").open("wb") as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+            filler.flush()
+
+
 def test_a_full_metrics_filesystem_costs_metrics_not_answers(
-    server_factory: Callable[..., Server], artifact: Path, full_tmpfs: Path
+    server_factory: Callable[..., Server], artifact: Path, tmpfs: Path
 ) -> None:
+    fill(tmpfs)
     # Each worker was killed by SIGBUS at its first write to a page of its metric files that
     # the filesystem could not back, and gunicorn started another, again and again.
-    server = server_factory(artifact, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(full_tmpfs)})
+    server = server_factory(artifact, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(tmpfs)})
     workers = server.worker_pids()
     for _ in range(40):  # fresh connections: both workers answer
         response = httpx.post(f"{server.url}/classify", content=BODY, headers=JSON, timeout=5)
@@ -462,3 +467,31 @@ def test_a_full_metrics_filesystem_costs_metrics_not_answers(
     scrape = httpx.get(f"{server.url}/metrics", timeout=5)
     assert scrape.status_code == 503 and "No space left" in scrape.text, scrape.text
     server.stop()
+
+
+def test_archiving_a_dead_worker_on_a_full_filesystem_leaves_its_counts_and_the_master_up(
+    tmpfs: Path,
+) -> None:
+    """The master folds a reaped worker's files into the archive (`service.metric_files`): with
+    no room for the archive it must keep the files as they are, not die of SIGBUS."""
+    import subprocess
+    import sys
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    dead = MmapedDict(str(tmpfs / "counter_41.db"))
+    dead.write_value("a key", 3.0, 0.0)
+    dead.close()
+    fill(tmpfs)
+    fold = "from service.metric_files import process_gone; process_gone(41)"
+    done = subprocess.run(
+        [sys.executable, "-c", fold],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmpfs)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "could not archive the metrics of worker 41" in done.stderr
+    values = MmapedDict.read_all_values_from_file(str(tmpfs / "counter_41.db"))
+    assert [(key, value) for key, value, _, _ in values] == [("a key", 3.0)]
