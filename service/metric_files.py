@@ -120,16 +120,16 @@ def _fold(dead: Path, archive: Path) -> None:
     """Add the values of ``dead`` to those of ``archive``, atomically, then remove ``dead``."""
     if not dead.exists():
         return
+    sources = [source for source in (archive, dead) if source.exists()]
     totals: dict[str, float] = {}
-    for source in (archive, dead):
-        if source.exists():
-            for key, value, _, _ in MmapedDict.read_all_values_from_file(str(source)):
-                totals[key] = totals.get(key, 0.0) + value
+    for source in sources:
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(source)):
+            totals[key] = totals.get(key, 0.0) + value
     written = archive.with_name(f".{archive.stem}.tmp")
     written.unlink(missing_ok=True)
     # Its blocks first, as for a worker's files (`preallocate`): on a full filesystem a write to
     # an unbacked page would kill the master with SIGBUS. Room for both files' keys is enough.
-    size = sum(source.stat().st_size for source in (archive, dead) if source.exists())
+    size = sum(source.stat().st_size for source in sources)
     with open(written, "wb") as out:
         os.posix_fallocate(out.fileno(), 0, max(size, PREALLOCATED_BYTES))
     values = MmapedDict(str(written))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import contextlib
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import monotonic, perf_counter
 from typing import Any
@@ -193,7 +194,7 @@ class Metrics:
     """
 
     def __init__(self, flush_interval: float = 1.0) -> None:
-        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.multiprocess = metric_files.directory() is not None
         # Why this worker's values are not exported (it started without a usable directory).
         self.unexported: str | None = None
         self._write_problem: str | None = None
@@ -285,6 +286,14 @@ class Metrics:
             registry=self.registry,
         )
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around a write to the values: an OSError is said (``_cannot_write``), never raised."""
+        try:
+            yield
+        except OSError as exc:
+            self._cannot_write(exc)
+
     def _cannot_write(self, error: OSError) -> str:
         """Say once that values cannot be written to the directory; the problem, as said."""
         problem = (
@@ -309,10 +318,8 @@ class Metrics:
         """The counts of ``classifier``'s version; None while its series cannot be created."""
         counts = self._counts.get(classifier.version)
         if counts is None:
-            try:
+            with self._writing():
                 counts = self._counts[classifier.version] = VersionCounts(self, classifier)
-            except OSError as exc:
-                self._cannot_write(exc)
         return counts
 
     def reading(
@@ -338,12 +345,10 @@ class Metrics:
     def flush(self) -> None:
         """Add this worker's counts since the last flush to the (shared) counters."""
         self._next_flush = monotonic() + self.flush_interval
-        try:
+        with self._writing():
             self._requests.flush()
             for counts in self._counts.values():
                 counts.flush()
-        except OSError as exc:
-            self._cannot_write(exc)
 
     def flush_every(self) -> threading.Event:
         """Flush on a timer too (a greenlet under gevent), and at exit; set the event to stop."""
@@ -360,30 +365,30 @@ class Metrics:
         atexit.register(self.flush)
         return stop
 
-    def _exported(self) -> CollectorRegistry:
-        """What a scrape reads: every worker's files in multiprocess mode, else this registry."""
+    @contextlib.contextmanager
+    def _scrape(self) -> Iterator[CollectorRegistry]:
+        """What a scrape reads (every worker's files in multiprocess mode, else this registry),
+        held so that no dead worker's files are folded meanwhile; raises MetricsUnavailable."""
         self.flush()
         if not self.multiprocess:
-            return self.registry
+            yield self.registry
+            return
         if self.unexported is not None:
             raise MetricsUnavailable(
                 f"this worker started unable to export its metrics ({self.unexported});"
                 " restart the service once the directory is writable"
             )
-        registry = CollectorRegistry()
         try:
-            MultiProcessCollector(registry)
-        except ValueError as exc:  # the directory is gone, or no directory
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # ValueError: the directory is gone, or no directory
+            with metric_files.reading():
+                yield registry
+        except (OSError, ValueError) as exc:
             raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
-        return registry
 
     def _collect(self) -> list[Any]:
-        registry = self._exported()
-        try:
-            with metric_files.reading():
-                return list(registry.collect())
-        except OSError as exc:
-            raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
+        with self._scrape() as registry:
+            return list(registry.collect())
 
     def drift_totals(self, version: str) -> DriftTotals:
         """Readings counted for ``version`` by every worker (this one's up to now)."""
@@ -403,13 +408,11 @@ class Metrics:
         return DriftTotals(bins=bins, labels=labels, novel=novel)
 
     def artifact_problem_changed(self, problem: bool) -> None:
-        try:
+        with self._writing():
             self.artifact_problem.set(1 if problem else 0)
-        except OSError as exc:
-            self._cannot_write(exc)
 
     def reloaded(self, outcome: str, old: str | None, new: str) -> None:
-        try:
+        with self._writing():
             if outcome == "success":
                 if old is not None and old != new:
                     self.model_info.labels(old).set(0)
@@ -417,17 +420,11 @@ class Metrics:
             if old is not None:
                 # The first load is a start, not a reload.
                 self.reloads.labels(outcome).inc()
-        except OSError as exc:
-            self._cannot_write(exc)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric (summed over all workers) and its content type."""
-        registry = self._exported()
-        try:
-            with metric_files.reading():
-                return generate_latest(registry), CONTENT_TYPE_LATEST
-        except OSError as exc:
-            raise MetricsUnavailable(f"metrics cannot be read: {exc}") from None
+        with self._scrape() as registry:
+            return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class RouteNames:
