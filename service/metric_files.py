@@ -23,19 +23,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess, values
 from prometheus_client.mmap_dict import MmapedDict
 
 logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# The files each worker writes, one per kind of metric `service.metrics` declares (prometheus
-# names a gauge's file by its multiprocess mode), and those whose values outlive the worker (a
-# live gauge's leave with it).
-FILE_KINDS = ("counter", "histogram", "gauge_livemax")
+# The kinds of files whose values outlive their worker (a live gauge's leave with it).
 ARCHIVED_KINDS = ("counter", "histogram")
-# Bytes given to each of a worker's files before prometheus_client maps them (its own first size).
-PREALLOCATED_BYTES = 64 * 1024
+# The size of a new metric file (prometheus_client's own first size).
+FIRST_BYTES = 64 * 1024
 ARCHIVE = "archive"  # counter_archive.db: prometheus_client reads the kind before the "_"
 LOCK = ".lock"  # not *.db: prometheus_client reads only those
 
@@ -71,32 +68,44 @@ def reading() -> contextlib.AbstractContextManager[Path | None]:
     return _locked(fcntl.LOCK_SH)
 
 
-def preallocate(pid: int) -> None:
-    """Give worker ``pid``'s files their blocks now; raises OSError when there is no room.
+class BackedMmapedDict(MmapedDict):
+    """prometheus_client's file of one process's values, every page given its blocks before it
+    is mapped; raises OSError (ENOSPC) where there is no room, and the file stays as it was.
 
-    prometheus_client maps each file after only setting its size, so on a full filesystem the
-    first write to a page not yet backed killed the worker with SIGBUS, and gunicorn started
-    another, again and again. A file that has its size already is used as it is.
+    prometheus_client sizes a new file, and doubles a full one, with only `truncate`, then maps
+    the new pages: on a full filesystem the first write to a page not backed killed the process
+    with SIGBUS (a worker starting, a worker whose files outgrew their first 64 KiB as rollouts
+    added series, the master writing the archive), and gunicorn started another worker to die
+    the same way. Installed as the class prometheus_client's multiprocess values use.
     """
-    path = directory()
-    if path is None:
-        return
-    made: list[Path] = []
-    try:
-        for kind in FILE_KINDS:
-            file = path / f"{kind}_{pid}.db"
-            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def __init__(self, filename: str, read_mode: bool = False) -> None:
+        if not read_mode:
+            fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 if os.fstat(fd).st_size == 0:
-                    made.append(file)
-                    os.posix_fallocate(fd, 0, PREALLOCATED_BYTES)
+                    try:
+                        os.posix_fallocate(fd, 0, FIRST_BYTES)
+                    except OSError:
+                        os.unlink(filename)  # an empty file would break every scrape
+                        raise
             finally:
                 os.close(fd)
-    except OSError:
-        for file in made:  # an empty file would break every scrape
-            with contextlib.suppress(OSError):
-                file.unlink()
-        raise
+        super().__init__(filename, read_mode)
+
+    def _init_value(self, key: str) -> None:
+        # At most what prometheus_client writes for a key: its length, the key, up to 8 bytes
+        # of padding, the value and its timestamp; the file doubles as prometheus_client's does.
+        needed = self._used + len(key.encode("utf-8")) + 28
+        capacity = self._capacity
+        while needed > capacity:
+            capacity *= 2
+        if capacity > self._capacity:
+            os.posix_fallocate(self._f.fileno(), 0, capacity)
+        super()._init_value(key)
+
+
+values.MmapedDict = BackedMmapedDict  # type: ignore[misc]
 
 
 def process_gone(pid: int) -> None:
@@ -127,16 +136,11 @@ def _fold(dead: Path, archive: Path) -> None:
             totals[key] = totals.get(key, 0.0) + value
     written = archive.with_name(f".{archive.stem}.tmp")
     written.unlink(missing_ok=True)
-    # Its blocks first, as for a worker's files (`preallocate`): on a full filesystem a write to
-    # an unbacked page would kill the master with SIGBUS. Room for both files' keys is enough.
-    size = sum(source.stat().st_size for source in sources)
-    with open(written, "wb") as out:
-        os.posix_fallocate(out.fileno(), 0, max(size, PREALLOCATED_BYTES))
-    values = MmapedDict(str(written))
+    archived = BackedMmapedDict(str(written))
     try:
         for key, value in totals.items():
-            values.write_value(key, value, 0.0)
+            archived.write_value(key, value, 0.0)
     finally:
-        values.close()
+        archived.close()
     os.replace(written, archive)
     dead.unlink()

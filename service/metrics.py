@@ -199,12 +199,11 @@ class Metrics:
         self.unexported: str | None = None
         self._write_problem: str | None = None
         try:
-            if self.multiprocess:
-                metric_files.preallocate(os.getpid())
             self._declare()
         except OSError as exc:
-            # An unlabelled metric writes its file when it is declared; every value declared from
-            # now on lives in memory (prometheus_client picks the value class per process).
+            # An unlabelled metric writes its file when it is declared (no directory, no room:
+            # `metric_files.BackedMmapedDict`); every value declared from now on lives in memory
+            # (prometheus_client picks the value class per process).
             self.unexported = self._cannot_write(exc)
             values.ValueClass = values.MutexValue
             self._declare()

@@ -495,3 +495,48 @@ def test_archiving_a_dead_worker_on_a_full_filesystem_leaves_its_counts_and_the_
     assert "could not archive the metrics of worker 41" in done.stderr
     values = MmapedDict.read_all_values_from_file(str(tmpfs / "counter_41.db"))
     assert [(key, value) for key, value, _, _ in values] == [("a key", 3.0)]
+
+
+# A worker whose metrics filesystem fills up: it serves model after model (each rollout adds its
+# version's series) until its files must grow past the blocks they were given.
+_OUTGROW = """
+from service.metrics import Metrics
+from tests.support.artifacts import build_classifier
+from tests.reliability.test_faults import fill
+from pathlib import Path
+import os
+metrics = Metrics()
+for seed in range(40):  # each adds about 8.6 KB of keys: the 7th outgrows the first 64 KiB
+    if seed == 4:
+        fill(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    metrics.serving(build_classifier(seed=seed))
+    metrics.flush()
+print("served 40 models")
+"""
+
+
+def test_metric_files_outgrowing_their_blocks_on_a_full_filesystem_cost_metrics_not_the_worker(
+    tmpfs: Path,
+) -> None:
+    """prometheus_client doubles a full metric file with `truncate` and maps the new pages: on a
+    full filesystem the first write to them killed the worker with SIGBUS (exit -7)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _OUTGROW],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmpfs)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "served" in done.stdout
+    assert done.stderr.count("cannot write metrics") == 1, done.stderr[-2000:]
+    assert "No space left on device" in done.stderr
+    # Every file left is whole: a scrape reads it.
+    from prometheus_client.mmap_dict import MmapedDict
+
+    for file in tmpfs.glob("*.db"):
+        assert file.stat().st_blocks * 512 >= file.stat().st_size, f"{file.name} has unbacked pages"
+        list(MmapedDict.read_all_values_from_file(str(file)))

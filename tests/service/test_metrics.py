@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -259,22 +260,24 @@ def test_a_dead_workers_counts_are_folded_into_the_archive_but_never_under_a_scr
     ]
 
 
-def test_every_file_the_metrics_write_is_one_preallocated(
+def test_every_page_of_every_metric_file_has_its_blocks(
     settings: Settings, multiprocess: Path
 ) -> None:
-    """A kind of metric file not preallocated could still be killed by SIGBUS on a full
-    filesystem (test_faults): `metric_files.FILE_KINDS` must name every one written."""
-    import os
-
+    """A page without blocks is a SIGBUS on a full filesystem (test_faults): every file the
+    metrics write, and every size it grows to, is backed before it is mapped."""
     from service import metric_files
 
     client = create_app(settings).test_client()
     assert client.post("/classify", json={"temperature": 47.5, "vibration": 2.3}).status_code == 200
     assert client.get("/metrics").status_code == 200
-    pid = os.getpid()
-    written = sorted(p.name for p in multiprocess.glob("*.db"))
-    assert written == sorted(f"{kind}_{pid}.db" for kind in metric_files.FILE_KINDS)
-    assert all(
-        (multiprocess / name).stat().st_blocks * 512 >= metric_files.PREALLOCATED_BYTES
-        for name in written
-    ), "a file was not given its blocks"
+    grown = metric_files.BackedMmapedDict(str(multiprocess / "counter_grown.db"))
+    for i in range(1000):  # about 150 KiB of keys: the file doubles twice
+        grown.write_value(f"key number {i:04d} " + "x" * 100, float(i), 0.0)
+    grown.close()
+    files = {p.name: p.stat() for p in multiprocess.glob("*.db")}
+    assert {"counter_grown.db", f"counter_{os.getpid()}.db", f"histogram_{os.getpid()}.db"} <= set(
+        files
+    )
+    assert files["counter_grown.db"].st_size == 4 * metric_files.FIRST_BYTES
+    unbacked = {name: (s.st_blocks * 512, s.st_size) for name, s in files.items()}
+    assert all(blocks >= size for blocks, size in unbacked.values()), unbacked
