@@ -73,12 +73,18 @@ def on_starting(server):
     if not server.master_pid:
         for stale in _metrics_dir.glob("*.db"):
             stale.unlink(missing_ok=True)
-    from service.gunicorn_support import check_model, honour_connection_close, install_json_errors
+    from service.gunicorn_support import (
+        check_model,
+        honour_connection_close,
+        install_json_errors,
+        install_lingering_close,
+    )
 
     check_model()
-    # Workers are forked from this process and inherit the patched error writer and headers.
+    # Workers are forked from this process and inherit the patched error writer, headers and close.
     install_json_errors()
     honour_connection_close()
+    install_lingering_close()
 
 
 def pre_exec(server):

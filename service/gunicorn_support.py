@@ -212,6 +212,66 @@ def honour_connection_close() -> None:
     Response.process_headers = process_headers_closing  # type: ignore[method-assign]
 
 
+# How long a connection being closed is still read from (gunicorn's own `close_graceful`, which
+# its sync and gthread workers use and its gevent worker does not, waits as long).
+LINGER_SECONDS = 2.0
+_LINGER_READ_BYTES = 256 * 1024
+
+
+def linger(sock: Any) -> None:
+    """Close ``sock`` after its last answer as RFC 9112 (9.6) asks: half-close it, then read and
+    discard what the client still sends until it closes too or LINGER_SECONDS have passed.
+
+    Closed with bytes unread, a socket is reset by the kernel, and a client still sending (the
+    body of a request answered 413 or 503 before it was read, requests pipelined behind the last
+    one a connection carries) lost the answer: Python's http.client, so urllib3 and requests,
+    sends the whole body before it reads, and got ConnectionResetError instead of the 413. Each
+    read is followed by a turn of the worker's other connections (`body.give_way`), so a client
+    that keeps sending costs the worker at most one read per turn for those seconds.
+    """
+    import socket
+    from time import monotonic
+
+    from service.body import give_way
+
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    deadline = monotonic() + LINGER_SECONDS
+    buffer = bytearray(_LINGER_READ_BYTES)
+    while (left := deadline - monotonic()) > 0:
+        try:
+            sock.settimeout(left)
+            if not sock.recv_into(buffer):
+                return
+        except OSError:  # the timeout, a reset
+            return
+        give_way()
+
+
+def install_lingering_close() -> None:
+    """Make gunicorn's gevent worker close with `linger` each connection an answer ends
+    (`Connection: close`); its own error answers linger too (`install_json_errors`)."""
+    from gunicorn.workers.base_async import AsyncWorker
+
+    if getattr(AsyncWorker.handle_request, "sensor_linger", False):
+        return
+    handle_request = AsyncWorker.handle_request
+
+    def handle_request_lingering(
+        self: Any, listener_name: Any, req: Any, sock: Any, addr: Any
+    ) -> Any:
+        try:
+            return handle_request(self, listener_name, req, sock, addr)
+        except StopIteration:  # the answer ended the connection
+            linger(sock)
+            raise
+
+    handle_request_lingering.sensor_linger = True  # type: ignore[attr-defined]
+    AsyncWorker.handle_request = handle_request_lingering  # type: ignore[method-assign]
+
+
 def _tokens(value: str) -> set[str]:
     return {token.strip() for token in value.lower().split(",")}
 
@@ -284,12 +344,14 @@ def install_json_errors() -> None:
     gunicorn's `Worker.handle_error` knows the request (when it got that far) but calls
     `util.write_error` without it, so it is wrapped to make the path known meanwhile; and a
     request that fails after its request line is read (its headers) carries itself on the
-    error, as gunicorn already does for some header errors.
+    error, as gunicorn already does for some header errors. The connection then closes with
+    `linger`, so that a client still sending the request reads the answer.
     """
     from gunicorn import util
     from gunicorn.http.errors import ParseException
     from gunicorn.http.message import Request
     from gunicorn.workers.base import Worker
+    from gunicorn.workers.base_async import AsyncWorker
 
     if getattr(Worker.handle_error, "sensor_protocol_errors", False):
         return
@@ -304,6 +366,8 @@ def install_json_errors() -> None:
             handle_error(self, req, client, addr, exc)
         finally:
             _ERROR_PATH.reset(token)
+        if isinstance(self, AsyncWorker):  # the rest of a request it could not parse is unread
+            linger(client)
 
     def parse_remembering_the_request(self: Any, unreader: Any) -> Any:
         try:

@@ -189,6 +189,52 @@ def test_50_mb_body_is_refused_without_being_read(
     _assert_still_answering(server, version)
 
 
+@pytest.mark.parametrize("size", [2 * 1024 * 1024, 50 * 1024 * 1024], ids=["2 MB", "50 MB"])
+def test_a_client_that_sends_all_of_an_oversized_body_before_reading_gets_the_413(
+    server: Server, version: str, size: int
+) -> None:
+    """As Python's http.client, hence urllib3 and requests, do. The worker answered 413 before
+    reading the body and closed with the rest unread, so the kernel reset the connection: the
+    client got `BrokenPipeError` or `ConnectionResetError` instead of the answer (RFC 9112, 9.6)."""
+    import http.client
+
+    for _ in range(3):  # fresh connections: both workers are likely asked
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        try:
+            connection.request(
+                "POST", "/classify", b" " * size, {"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            assert response.status == 413
+            assert response.getheader("Connection") == "close"
+            error = orjson.loads(response.read())["error"]
+            assert "SENSOR_MAX_BODY_BYTES" in error["message"]
+        finally:
+            connection.close()
+    _assert_still_answering(server, version)
+
+
+def test_a_client_still_sending_a_request_gunicorn_refuses_gets_the_400(
+    server: Server, version: str
+) -> None:
+    """gunicorn's own error answers (here a Content-Length that is no number) close the
+    connection with the body unread, as the 413 does: the client got ConnectionResetError."""
+    import http.client
+
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    try:
+        connection.putrequest("POST", "/classify")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", "two million")
+        connection.endheaders(b" " * (50 * 1024 * 1024))
+        response = connection.getresponse()
+        assert response.status == 400
+        assert "CONTENT-LENGTH" in orjson.loads(response.read())["error"]["message"]
+    finally:
+        connection.close()
+    _assert_still_answering(server, version)
+
+
 def test_body_shorter_than_its_content_length_times_out_with_408(
     server: Server, documented: dict[str, Any], version: str
 ) -> None:

@@ -159,6 +159,26 @@ def test_a_keep_alive_connection_ends_after_its_requests_saying_so(
     assert closed == b"", "the server kept the connection open after saying it would close"
 
 
+def test_requests_pipelined_past_a_connections_last_one_cost_no_answer(
+    server_factory: Callable[..., Server], artifact: Path
+) -> None:
+    """The worker closed with the pipelined requests unread, so the kernel reset the
+    connection: the client read `ConnectionResetError`, at times in place of the last answer.
+    Now it reads every answer the connection carried, then the end of the stream, and sends
+    the rest again on a new connection (RFC 9112, 9.3.2 and 9.6)."""
+    server = server_factory(artifact, workers=1, env={"SENSOR_KEEPALIVE_REQUESTS": "3"})
+    for _ in range(5):
+        deadline = time.monotonic() + 20
+        with rawhttp.connect(server.host, server.port, timeout=10) as sock:
+            # About 40 KB: more than the worker has read ahead when it closes.
+            sock.sendall(rawhttp.request_bytes("POST", "/classify", BODY) * 400)
+            answers = [rawhttp.read_response(sock, deadline) for _ in range(3)]
+            closed = sock.recv(1)
+        assert [a.status for a in answers] == [200, 200, 200], [a.body for a in answers]
+        assert answers[-1].headers.get("connection") == "close"
+        assert closed == b""
+
+
 def test_keep_alive_connections_spread_over_the_workers_again_after_one_is_replaced(
     server_factory: Callable[..., Server], artifact: Path
 ) -> None:
