@@ -215,7 +215,8 @@ def honour_connection_close() -> None:
 # How long a connection being closed is still read from (gunicorn's own `close_graceful`, which
 # its sync and gthread workers use and its gevent worker does not, waits as long).
 LINGER_SECONDS = 2.0
-_LINGER_READ_BYTES = 256 * 1024
+# What lingering connections read is discarded: one buffer serves them all, however many.
+_DISCARDED = bytearray(256 * 1024)
 
 
 def linger(sock: Any) -> None:
@@ -239,11 +240,10 @@ def linger(sock: Any) -> None:
     except OSError:
         return
     deadline = monotonic() + LINGER_SECONDS
-    buffer = bytearray(_LINGER_READ_BYTES)
     while (left := deadline - monotonic()) > 0:
         try:
             sock.settimeout(left)
-            if not sock.recv_into(buffer):
+            if not sock.recv_into(_DISCARDED):
                 return
         except OSError:  # the timeout, a reset
             return

@@ -193,6 +193,31 @@ def test_256_clients_sending_maximal_bodies_keep_memory_bounded_and_nobody_waits
     assert "WORKER TIMEOUT" not in server.stderr()
 
 
+def test_64_clients_sending_oversized_bodies_get_413s_and_nobody_waits(
+    server_factory: Callable[..., Server], artifact: Path, report: Callable[[str], None]
+) -> None:
+    """Each is answered 413 before its body is read; the worker then reads and discards the rest
+    while it lingers (`gunicorn_support.linger`), taking turns with everyone else."""
+    server = server_factory(artifact, workers=2)
+    workers = server.worker_pids()
+    body = b" " * (8 * MAX_BODY)
+    with PeakMemory(server) as memory:
+        idle = memory.total()
+        with Legitimate(server.url) as legitimate:
+            statuses = hostile_bodies(server, body, clients=64, seconds=6.0)
+    line = legitimate.check("during 64 oversized bodies")
+    report(
+        f"oversized bodies: 64 clients x {len(body):,} bytes for 6 s ({statuses}); service RSS"
+        f" {idle / 2**20:.0f} MiB idle, {memory.peak / 2**20:.0f} MiB peak; {line}"
+    )
+    assert memory.peak < 400 * 10**6, f"peak RSS {memory.peak / 2**20:.0f} MiB"
+    # A client still sending when the 2 s of lingering are over is reset, as before.
+    assert set(statuses) <= {"413", "ConnectionResetError", "BrokenPipeError"}, statuses
+    assert statuses.get("413", 0) > 0, statuses
+    assert server.worker_pids() == workers, "a worker was lost"
+    assert "WORKER TIMEOUT" not in server.stderr()
+
+
 def test_a_refused_maximal_body_costs_about_one_parse(
     server_factory: Callable[..., Server], artifact: Path, report: Callable[[str], None]
 ) -> None:
