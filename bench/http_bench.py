@@ -38,7 +38,6 @@ TARGETS = {
 }
 CASES_OF = {SERVICE: ("single", "batch"), BARE: ("single", "batch"), FASTAPI: ("single",)}
 LABELS = {BARE: "bare Flask", FASTAPI: "FastAPI"}
-READY_TIMEOUT = 90.0
 JSON = {"Content-Type": "application/json"}
 # Issue 13: the whole service (master and 2 workers) after warm-up, and from starting gunicorn
 # to its first 200 from /classify; start-ups are timed this many times, the service alone.
@@ -46,7 +45,6 @@ STARTUP_WORKERS = 2
 STARTUP_RUNS = 3
 MAX_SERVICE_MB = 150.0
 MAX_STARTUP_SECONDS = 1.0
-STOP_SECONDS = 40.0
 # Targets, as ratios to what is measured in the same run. Issue 11: fair answers must not cost
 # throughput (these were the ratios before it); the p99 of single readings no higher than
 # FastAPI + uvicorn's, that of batches of 100 at most 3 times it. Issue 13: at least as many
@@ -223,7 +221,7 @@ def serve(name: str, env: dict[str, str], log_dir: Path) -> Iterator[launcher.Se
     try:
         yield server
     finally:
-        server.stop(STOP_SECONDS)
+        server.stop()
 
 
 def _log_tail(server: launcher.Server) -> str:
@@ -232,7 +230,7 @@ def _log_tail(server: launcher.Server) -> str:
 
 def wait_ready(server: launcher.Server, name: str, body: bytes, poll: float = 0.1) -> None:
     """Block until ``server`` answers ``body`` with 200, or raise BenchError with its log."""
-    deadline = time.monotonic() + READY_TIMEOUT
+    deadline = time.monotonic() + launcher.STARTUP_SECONDS
     last = ""
     with httpx.Client(timeout=2.0, headers=JSON) as client:
         while time.monotonic() < deadline:
@@ -251,7 +249,8 @@ def wait_ready(server: launcher.Server, name: str, body: bytes, poll: float = 0.
                 last = f"status {status}"
             time.sleep(poll)
     raise BenchError(
-        f"the {name} server did not answer within {READY_TIMEOUT:g} s ({last}):\n{_log_tail(server)}"
+        f"the {name} server did not answer within {launcher.STARTUP_SECONDS:g} s ({last}):\n"
+        f"{_log_tail(server)}"
     )
 
 
