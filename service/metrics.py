@@ -195,6 +195,10 @@ class Metrics:
 
     def __init__(self, flush_interval: float = 1.0) -> None:
         self.multiprocess = metric_files.directory() is not None
+        if not self.multiprocess:
+            # prometheus_client takes a set but empty PROMETHEUS_MULTIPROC_DIR for a directory
+            # (the working one); to the service it is none, and values live in memory.
+            values.ValueClass = values.MutexValue
         # Why this worker's values are not exported (it started without a usable directory).
         self.unexported: str | None = None
         self._write_problem: str | None = None

@@ -177,6 +177,32 @@ def multiprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return directory
 
 
+def test_an_empty_metrics_directory_setting_means_none_and_writes_no_files(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PROMETHEUS_MULTIPROC_DIR=` (set, empty: a compose file's unset variable) is no directory
+    to the service; prometheus_client took it for one and wrote its files into the working
+    directory, which a scrape of this process then never read."""
+    from prometheus_client import values
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # its choice at import
+    monkeypatch.chdir(tmp_path)
+    client = create_app(settings).test_client()
+    assert client.post("/classify", json={"temperature": 47.5, "vibration": 2.3}).status_code == 200
+    found = samples(client)
+    assert (
+        found[
+            (
+                "sensor_http_requests_total",
+                (("endpoint", "/classify"), ("method", "POST"), ("status", "200")),
+            )
+        ]
+        == 1
+    )
+    assert not list(tmp_path.glob("*.db"))
+
+
 def _spoil(directory: Path) -> None:
     """No directory can be made there again: it is a file (root writes even into a chmod 0)."""
     shutil.rmtree(directory)
