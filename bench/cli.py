@@ -19,8 +19,9 @@ from pydantic_settings import CliApp
 
 from bench import compare, table
 from bench.context import Context, Options
-from bench.machine import facts, load_average, usable_cpus
+from bench.machine import facts, load_average
 from bench.table import Row
+from service.gunicorn_support import available_cpus
 
 logger = logging.getLogger("bench")
 
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Not a line for every request of the readiness checks.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    cpus, load = usable_cpus(), load_average()
+    cpus, load = available_cpus(), load_average()
     if load is not None and _busy(load, cpus):
         logger.warning(
             "load average %.2f on %d CPUs before starting: other work is running, expect noise",

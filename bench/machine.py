@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import REPO_ROOT
+from service.gunicorn_support import available_cpus
 
 LIBRARIES = (
     "numpy",
@@ -32,11 +33,6 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), which can be fewer than the machine's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _cpu_model() -> str | None:
@@ -89,7 +85,7 @@ def facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "usable_cpus": usable_cpus(),
+        "usable_cpus": available_cpus(),
         "memory_bytes": int(psutil.virtual_memory().total),
         "python": platform.python_version(),
         "python_executable": sys.executable,
