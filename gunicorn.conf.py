@@ -77,13 +77,16 @@ def on_starting(server):
         check_model,
         honour_connection_close,
         install_json_errors,
+        install_lazy_continue,
         install_lingering_close,
     )
 
     check_model()
-    # Workers are forked from this process and inherit the patched error writer, headers and close.
+    # Workers are forked from this process and inherit the patched error writer, headers, 100
+    # Continue and close.
     install_json_errors()
     honour_connection_close()
+    install_lazy_continue()
     install_lingering_close()
 
 

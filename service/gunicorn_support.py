@@ -272,6 +272,78 @@ def install_lingering_close() -> None:
     AsyncWorker.handle_request = handle_request_lingering  # type: ignore[method-assign]
 
 
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _ContinueOnRead:
+    """A request's ``wsgi.input`` that tells the client waiting on `Expect: 100-continue` to send
+    its body when the app first reads it, and not before (RFC 9110, 10.1.1; PEP 3333)."""
+
+    def __init__(self, body: Any, sock: Any, resp: Any) -> None:
+        self._body, self._sock, self._resp = body, sock, resp
+        self.pending = True
+
+    def _asked(self) -> None:
+        if self.pending:
+            self.pending = False
+            if not self._resp.headers_sent:  # no 1xx after the final answer has begun
+                self._sock.sendall(_CONTINUE)
+
+    def read(self, size: int | None = None) -> bytes:
+        self._asked()
+        return self._body.read(size)  # type: ignore[no-any-return]
+
+    def readline(self, size: int | None = None) -> bytes:
+        self._asked()
+        return self._body.readline(size)  # type: ignore[no-any-return]
+
+    def readlines(self, size: int | None = None) -> list[bytes]:
+        self._asked()
+        return self._body.readlines(size)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Any:
+        self._asked()
+        return iter(self._body)
+
+
+def install_lazy_continue() -> None:
+    """Answer `Expect: 100-continue` only once the app reads the body.
+
+    gunicorn sent `100 Continue` as soon as it had read the head, before the app could refuse
+    the request, so a client that waits for it (curl, for a body over 1 MiB) sent all of a body
+    that was to be refused unread (413, 415, 503, 404): with curl 7.88, 2 MB uploaded for a 413.
+    Now a refusal comes first and the body is never sent; the answer then ends the connection,
+    since the client may send the body yet or not (RFC 9110, 10.1.1).
+    """
+    from gunicorn.http import wsgi
+
+    if getattr(wsgi.create, "sensor_lazy_continue", False):
+        return
+    create = wsgi.create
+
+    def create_continuing_lazily(req: Any, sock: Any, *args: Any, **kwargs: Any) -> Any:
+        expected = getattr(req, "_expected_100_continue", False)
+        if expected:
+            req._expected_100_continue = False
+        resp, environ = create(req, sock, *args, **kwargs)
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if expected and (chunked or environ.get("CONTENT_LENGTH", "0") not in ("", "0")):
+            body = _ContinueOnRead(environ["wsgi.input"], sock, resp)
+            environ["wsgi.input"] = body
+            process_headers = resp.process_headers
+
+            def process_headers_then_close(headers: Any) -> None:
+                process_headers(headers)
+                if body.pending:  # refused unread: where the next request starts is unknown
+                    resp.force_close()
+
+            resp.process_headers = process_headers_then_close
+        return resp, environ
+
+    create_continuing_lazily.sensor_lazy_continue = True  # type: ignore[attr-defined]
+    wsgi.create = create_continuing_lazily
+
+
 def _tokens(value: str) -> set[str]:
     return {token.strip() for token in value.lower().split(",")}
 

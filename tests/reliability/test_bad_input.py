@@ -235,6 +235,78 @@ def test_a_client_still_sending_a_request_gunicorn_refuses_gets_the_400(
     _assert_still_answering(server, version)
 
 
+def test_expect_100_continue_is_answered_when_the_body_is_read(
+    server: Server, version: str
+) -> None:
+    body = _json(VALID)
+    expect = {"Expect": "100-continue"}
+    deadline = time.monotonic() + 20
+    with rawhttp.connect(server.host, server.port) as sock:
+        for _ in range(2):  # and the connection carries the next request as usual
+            sock.sendall(
+                rawhttp.request_bytes("POST", "/classify", content_length=len(body), headers=expect)
+            )
+            assert rawhttp.read_response(sock, deadline).status == 100
+            sock.sendall(body)
+            answer = rawhttp.read_response(sock, deadline)
+            assert answer.status == 200, answer.body
+            assert answer.json()["model_version"] == version  # type: ignore[index]
+            assert answer.headers["connection"] == "keep-alive"
+
+
+@pytest.mark.parametrize(
+    ("path", "length", "status"),
+    [("/classify", 2 * 1024 * 1024, 413), ("/nowhere", 100, 404)],
+    ids=["too large", "unknown path"],
+)
+def test_expect_100_continue_refused_unread_gets_the_answer_and_never_the_go_ahead(
+    server: Server, version: str, path: str, length: int, status: int
+) -> None:
+    """gunicorn said `100 Continue` before the app could refuse: the client then sent a body
+    that was refused unread. The refusal now comes first, and ends the connection, since
+    the client may still send the body or not (RFC 9110, 10.1.1)."""
+    head = rawhttp.request_bytes(
+        "POST", path, content_length=length, headers={"Expect": "100-continue"}
+    )
+    deadline = time.monotonic() + 20
+    with rawhttp.connect(server.host, server.port) as sock:
+        sock.sendall(head)
+        answer = rawhttp.read_response(sock, deadline)
+        assert _assert_envelope(answer, status)
+        assert answer.headers["connection"] == "close"
+        assert sock.recv(1) == b""
+    _assert_still_answering(server, version)
+
+
+def test_curl_uploads_nothing_of_a_body_refused_for_its_size(server: Server) -> None:
+    """curl sends `Expect: 100-continue` with a body over 1 MiB and waits for the go-ahead."""
+    import shutil
+    import subprocess
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_upload}",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+            f"{server.url}/classify",
+        ],
+        input=b" " * (2 * 1024 * 1024),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["413", "0"]
+
+
 def test_body_shorter_than_its_content_length_times_out_with_408(
     server: Server, documented: dict[str, Any], version: str
 ) -> None:

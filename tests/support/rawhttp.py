@@ -69,6 +69,11 @@ def read_response(sock: socket.socket, deadline: float) -> RawResponse:
     for line in header_lines:
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
+    status = int(match.group(1))
+    if status < 200:  # an interim answer has no body; what follows it is the next answer
+        if body:
+            raise ConnectionError(f"bytes after an interim {status} read with it: {body!r}")
+        return RawResponse(status, headers, b"")
     if "content-length" in headers:
         length = int(headers["content-length"])
         while len(body) < length:
@@ -80,7 +85,7 @@ def read_response(sock: socket.socket, deadline: float) -> RawResponse:
     else:
         while chunk := _recv(sock, deadline):
             body += chunk
-    return RawResponse(int(match.group(1)), headers, body)
+    return RawResponse(status, headers, body)
 
 
 def _recv(sock: socket.socket, deadline: float) -> bytes:
