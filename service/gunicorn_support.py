@@ -1,5 +1,6 @@
 """What `gunicorn.conf.py` needs from the service: CPU quota, JSON access log, start-up model check,
-and fair turns between a gevent worker's connections."""
+fair turns between a gevent worker's connections, JSON for gunicorn's own errors, and HTTP/1.1's
+rules for `100 Continue` and for closing a connection that gunicorn's gevent worker left out."""
 
 from __future__ import annotations
 
