@@ -9,7 +9,9 @@ import datetime as dt
 import logging
 import math
 import os
+import socket
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import orjson
@@ -231,9 +233,6 @@ def linger(sock: Any) -> None:
     read is followed by a turn of the worker's other connections (`body.give_way`), so a client
     that keeps sending costs the worker at most one read per turn for those seconds.
     """
-    import socket
-    from time import monotonic
-
     from service.body import give_way
 
     try:

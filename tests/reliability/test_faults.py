@@ -171,26 +171,35 @@ def worker_cpu_seconds(server: Server) -> float:
     return total
 
 
+def bodies_beside_legitimate_clients(
+    server: Server, body: bytes, clients: int, seconds: float, report: Callable[[str], None]
+) -> dict[str, int]:
+    """``hostile_bodies`` while legitimate clients are served: their promise, bounded memory, no
+    worker lost (asserted); the attackers' answers by status."""
+    workers = server.worker_pids()
+    with PeakMemory(server) as memory:
+        idle = memory.total()
+        with Legitimate(server.url) as legitimate:
+            statuses = hostile_bodies(server, body, clients=clients, seconds=seconds)
+    what = f"{clients} clients x {len(body):,} bytes for {seconds:g} s"
+    line = legitimate.check(f"during {what}")
+    report(
+        f"hostile bodies: {what} ({statuses}); service RSS {idle / 2**20:.0f} MiB idle,"
+        f" {memory.peak / 2**20:.0f} MiB peak; {line}"
+    )
+    assert memory.peak < 400 * 10**6, f"peak RSS {memory.peak / 2**20:.0f} MiB"
+    assert server.worker_pids() == workers, "a worker was lost"
+    assert "WORKER TIMEOUT" not in server.stderr()
+    return statuses
+
+
 def test_256_clients_sending_maximal_bodies_keep_memory_bounded_and_nobody_waits(
     server_factory: Callable[..., Server], artifact: Path, report: Callable[[str], None]
 ) -> None:
     server = server_factory(artifact, workers=2)
-    workers = server.worker_pids()
-    body = maximal_batch()
-    with PeakMemory(server) as memory:
-        idle = memory.total()
-        with Legitimate(server.url) as legitimate:
-            statuses = hostile_bodies(server, body, clients=256, seconds=8.0)
-    line = legitimate.check("during 256 maximal bodies")
-    report(
-        f"hostile bodies: 256 clients x {len(body):,} bytes for 8 s ({statuses}); service RSS"
-        f" {idle / 2**20:.0f} MiB idle, {memory.peak / 2**20:.0f} MiB peak; {line}"
-    )
-    assert memory.peak < 400 * 10**6, f"peak RSS {memory.peak / 2**20:.0f} MiB"
+    statuses = bodies_beside_legitimate_clients(server, maximal_batch(), 256, 8.0, report)
     assert set(statuses) <= {"422", "503", "closed", "ConnectionResetError", "BrokenPipeError"}
     assert statuses.get("422", 0) > 0, statuses  # bodies were parsed and refused, not only shed
-    assert server.worker_pids() == workers, "a worker was lost"
-    assert "WORKER TIMEOUT" not in server.stderr()
 
 
 def test_64_clients_sending_oversized_bodies_get_413s_and_nobody_waits(
@@ -199,23 +208,10 @@ def test_64_clients_sending_oversized_bodies_get_413s_and_nobody_waits(
     """Each is answered 413 before its body is read; the worker then reads and discards the rest
     while it lingers (`gunicorn_support.linger`), taking turns with everyone else."""
     server = server_factory(artifact, workers=2)
-    workers = server.worker_pids()
-    body = b" " * (8 * MAX_BODY)
-    with PeakMemory(server) as memory:
-        idle = memory.total()
-        with Legitimate(server.url) as legitimate:
-            statuses = hostile_bodies(server, body, clients=64, seconds=6.0)
-    line = legitimate.check("during 64 oversized bodies")
-    report(
-        f"oversized bodies: 64 clients x {len(body):,} bytes for 6 s ({statuses}); service RSS"
-        f" {idle / 2**20:.0f} MiB idle, {memory.peak / 2**20:.0f} MiB peak; {line}"
-    )
-    assert memory.peak < 400 * 10**6, f"peak RSS {memory.peak / 2**20:.0f} MiB"
+    statuses = bodies_beside_legitimate_clients(server, b" " * (8 * MAX_BODY), 64, 6.0, report)
     # A client still sending when the 2 s of lingering are over is reset, as before.
     assert set(statuses) <= {"413", "ConnectionResetError", "BrokenPipeError"}, statuses
     assert statuses.get("413", 0) > 0, statuses
-    assert server.worker_pids() == workers, "a worker was lost"
-    assert "WORKER TIMEOUT" not in server.stderr()
 
 
 def test_a_refused_maximal_body_costs_about_one_parse(
